@@ -1,0 +1,120 @@
+"""Launcher: ``python -m scsdpo_verl.verl_plugin.main --config-name {grpo,sdpo,sc_sdpo} [key=value ...]``.
+
+What it does, in order:
+1. sets ``VERL_USE_EXTERNAL_PLUGINS=scsdpo`` (verl then loads exactly our entry point) and imports verl;
+   verl swallows plugin import errors, so we import the plugin ourselves and check verl's registries;
+2. composes our config on verl 0.9.1's ``ppo_trainer`` with the overrides, rejects keys verl does not know
+   and builds verl's dataclasses (fails before any GPU is touched);
+3. forwards the plugin variable to every Ray process through ``ray_kwargs.ray_init.runtime_env`` and runs
+   verl's own ``run_ppo`` with its v1 task runner (``trainer.v1.trainer_mode`` picks ``scsdpo_sync``).
+
+``--check`` stops after step 2 and additionally checks the registration inside a local Ray worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+PLUGIN_ENV = "VERL_USE_EXTERNAL_PLUGINS"
+
+
+def enable_plugin_env(plugin_name: str = "scsdpo") -> None:
+    """Set ``VERL_USE_EXTERNAL_PLUGINS`` so verl loads our plugin; refuse a value that would skip it."""
+    current = os.environ.get(PLUGIN_ENV)
+    if current is None or current.strip().lower() in ("", "auto"):
+        os.environ[PLUGIN_ENV] = plugin_name
+        return
+    names = {name.strip() for name in current.split(",")}
+    if plugin_name not in names:
+        raise SystemExit(f"{PLUGIN_ENV}={current!r} excludes the '{plugin_name}' plugin; unset it or add it")
+
+
+def assert_registered() -> dict[str, bool]:
+    """Import verl (loads the entry point), then the plugin itself (surfaces its real import error)."""
+    import verl  # noqa: F401
+
+    import scsdpo_verl.verl_plugin as plugin
+
+    status = plugin.registered()
+    missing = [name for name, ok in status.items() if not ok]
+    if missing:
+        raise RuntimeError(f"scsdpo plugin imported but verl's registries lack {missing}")
+    return status
+
+
+def check_in_ray_worker() -> dict[str, bool]:
+    """Registration as seen by a fresh Ray worker process (one CPU, no dashboard; Ray shut down after)."""
+    import ray
+
+    def probe() -> dict[str, bool]:
+        import verl  # noqa: F401  (the entry point registers the plugin here)
+        from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+        from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+
+        return {
+            "policy_loss:sdpo": "sdpo" in POLICY_LOSS_REGISTRY,
+            "policy_loss:sc_sdpo": "sc_sdpo" in POLICY_LOSS_REGISTRY,
+            "trainer:scsdpo_sync": "scsdpo_sync" in TRAINER_REGISTRY,
+        }
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=1, include_dashboard=False, runtime_env={"env_vars": {PLUGIN_ENV: os.environ[PLUGIN_ENV]}})
+    try:
+        return ray.get(ray.remote(num_cpus=1)(probe).remote())
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def prepare_config(config_name: str, overrides: Sequence[str]):
+    """Composed, key-checked config with the plugin variable forwarded to Ray's runtime_env."""
+    from omegaconf import open_dict
+
+    from .configs import check_dataclasses, check_known_keys, compose_config
+
+    config = compose_config(config_name, overrides)
+    check_known_keys(config, config_name)
+    check_dataclasses(config)
+    with open_dict(config):
+        runtime_env = config.ray_kwargs.ray_init.runtime_env
+        env_vars = runtime_env.get("env_vars", None) or {}
+        runtime_env.env_vars = {**env_vars, PLUGIN_ENV: os.environ[PLUGIN_ENV]}
+    return config
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scsdpo_verl.verl_plugin.main", description=__doc__.split("\n")[0])
+    parser.add_argument("--config-name", default="sdpo", choices=("grpo", "sdpo", "sc_sdpo"))
+    parser.add_argument("--check", action="store_true", help="check registration and config, do not train")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. actor_rollout_ref.model.path=/ckpt")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    enable_plugin_env()
+    print(f"[scsdpo] registered in driver: {assert_registered()}")
+    config = prepare_config(args.config_name, args.overrides)
+    if args.check:
+        worker_status = check_in_ray_worker()
+        print(f"[scsdpo] registered in a Ray worker: {worker_status}")
+        print(f"[scsdpo] config '{args.config_name}' composes on verl's ppo_trainer and converts to its dataclasses")
+        return 0 if all(worker_status.values()) else 1
+
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    run_ppo(config, task_runner_class=TaskRunnerV1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Our Hydra configs compose on verl 0.9.1's ppo_trainer, convert to verl's dataclasses, reject unknown keys."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException, InstantiationException
+
+from scsdpo_verl.verl_plugin.configs import (
+    CONFIG_NAMES,
+    check_dataclasses,
+    check_known_keys,
+    compose_config,
+    compose_verl_base,
+    unknown_keys,
+)
+from scsdpo_verl.verl_plugin.settings import SelfDistillationPolicyLossConfig
+
+MODEL = "actor_rollout_ref.model.path=/not/loaded"
+
+
+@pytest.fixture(scope="module")
+def base():
+    return compose_verl_base()
+
+
+@pytest.fixture(scope="module")
+def composed():
+    return {name: compose_config(name, [MODEL]) for name in CONFIG_NAMES}
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_config_composes_with_known_keys_and_dataclasses(composed, base, name):
+    config = composed[name]
+    assert unknown_keys(config, base) == []
+    built = check_dataclasses(config)
+    actor = built["actor_rollout_ref.actor"]
+    assert actor.optim.lr == pytest.approx(1e-5) and actor.optim.lr_warmup_steps == 10
+    assert actor.optim.lr_scheduler_type == "constant" and actor.grad_clip == 1.0
+    assert actor.ppo_mini_batch_size == 32 and actor.use_kl_loss is False
+    rollout = built["actor_rollout_ref.rollout"]
+    assert rollout.n == 8 and rollout.val_kwargs.n == 16
+    assert rollout.val_kwargs.temperature == pytest.approx(0.6) and rollout.val_kwargs.top_p == pytest.approx(0.95)
+    assert config.data.train_batch_size == 32
+    assert (config.data.max_prompt_length, config.data.max_response_length) == (2048, 8192)
+    assert built["algorithm"].norm_adv_by_std_in_grpo is False
+
+
+@pytest.mark.parametrize("name, loss_mode, exponent", [("sdpo", "sdpo", 0.0), ("sc_sdpo", "sc_sdpo", 0.5)])
+def test_self_distillation_settings(composed, name, loss_mode, exponent):
+    config = composed[name]
+    settings = check_dataclasses(config)["actor_rollout_ref.actor"].policy_loss
+    assert isinstance(settings, SelfDistillationPolicyLossConfig)
+    assert settings.loss_mode == loss_mode and settings.weight_exponent() == exponent
+    assert (settings.alpha, settings.topk, settings.add_tail) == (0.5, 100, True)
+    assert (settings.teacher_update_rate, settings.is_clip, settings.max_teacher_prompt_length) == (0.05, 2.0, 10240)
+    assert settings.include_environment_feedback is False and settings.exclude_self is True
+    assert config.trainer.v1.trainer_mode == "scsdpo_sync"
+
+
+def test_grpo_uses_stock_trainer_and_loss(composed):
+    config = composed["grpo"]
+    assert config.trainer.v1.trainer_mode == "sync"
+    assert config.actor_rollout_ref.actor.policy_loss.loss_mode == "vanilla"
+    assert (config.actor_rollout_ref.actor.clip_ratio_low, config.actor_rollout_ref.actor.clip_ratio_high) == (
+        0.2,
+        0.28,
+    )
+
+
+def test_misspelled_override_fails_in_hydra():
+    with pytest.raises(ConfigCompositionException):
+        compose_config("sdpo", [MODEL, "actor_rollout_ref.actor.optim.lrr=1e-6"])
+
+
+def test_added_unknown_keys_fail(base):
+    overrides = [MODEL, "+trainer.total_epoch=3", "+actor_rollout_ref.actor.policy_loss.alpah=0.3"]
+    config = compose_config("sc_sdpo", overrides)
+    with pytest.raises(ValueError, match=r"sc_sdpo.*trainer\.total_epoch"):
+        check_known_keys(config, "sc_sdpo", base)
+    with pytest.raises(InstantiationException, match="alpah"):
+        check_dataclasses(config)
+
+
+def test_known_extra_policy_loss_key_is_accepted(base):
+    config = compose_config("sdpo", [MODEL, "actor_rollout_ref.actor.policy_loss.alpha=1.0"])
+    check_known_keys(config, "sdpo", base)
+    assert check_dataclasses(config)["actor_rollout_ref.actor"].policy_loss.alpha == 1.0
