@@ -1,0 +1,503 @@
+"""The suite's 8 figures, one function each: data frames in, a matplotlib Figure out (PNG + PDF if asked).
+
+Inputs are the frames of ``scsdpo_verl.analysis.runs``: ``training`` (training_frame), ``evals``
+(eval_frame), ``questions`` (question_frame). Across seeds, lines show the mean with a min-max band and
+bars/points the mean with a 95% t-interval. Colours and markers per method come from ``style``.
+
+  fig1_learnability         gradient scale vs pass rate: closed form, Monte Carlo, and the coefficients in runs
+  fig2_training_curves      validation mean@k vs step and vs wall-clock time
+  fig3_final_accuracy       final mean@k and maj@k per model x task x method
+  fig4_curriculum           share of questions per pass-rate bin over training (heat map)
+  fig5_weight_share         share of the total loss weight per pass-rate bin over training
+  fig6_stability            gradient norm, entropy, response length vs step
+  fig7_ablation             final accuracy vs exponent, and vs normaliser
+  fig8_gains_by_difficulty  accuracy change from the base model per base-model pass-rate bin
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from scsdpo_verl.analysis import metric_names as names
+from scsdpo_verl.analysis.runs import metric_columns, step_bin_coefficients
+from scsdpo_verl.analysis.stats import t_interval
+from scsdpo_verl.analysis.style import (
+    SEQUENTIAL_CMAP,
+    SERIES_COLORS,
+    figure_style,
+    method_style,
+    panel_grid,
+    save_figure,
+    sort_methods,
+)
+from scsdpo_verl.analysis.tables import display_metric, metric_pair
+from scsdpo_verl.core import closed_form_scale, monte_carlo_scale
+
+TRAINED_METHODS = ("grpo", "sdpo", "sc_sdpo")
+LEARNABILITY_METHODS = {"grpo": "GRPO (raw)", "grpo_std": "GRPO (std-norm.)", "sdpo": "SDPO", "sc_sdpo": "SC-SDPO"}
+# base-model pass-rate bins for figure 8 (the ends 0 and 1 are bins of their own)
+DIFFICULTY_BINS = ("0", "(0, .25]", "(.25, .5]", "(.5, .75]", "(.75, 1)", "1")
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def _finish(fig: Figure, out_prefix: str | Path | None) -> Figure:
+    if out_prefix is not None:
+        save_figure(fig, out_prefix)
+    return fig
+
+
+def _labels(frame: pd.DataFrame) -> dict[str, str]:
+    return {m: method_style(m, lab if isinstance(lab, str) else None).label
+            for m, lab in zip(frame["method"], frame.get("label", frame["method"]), strict=True)}
+
+
+def _methods(frame: pd.DataFrame, methods: Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    present = set(frame["method"])
+    chosen = [m for m in (methods if methods is not None else default) if m in present]
+    if not chosen:
+        raise ValueError(f"none of the methods {list(methods or default)} is in the data (have {sorted(present)})")
+    return sort_methods(chosen)
+
+
+def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted({(m, t) for m, t in zip(frame["model"], frame["task"], strict=True)})
+
+
+def _method_legend(fig: Figure, methods: Sequence[str], labels: dict[str, str], *, patches: bool = False) -> None:
+    handles = []
+    for m in methods:
+        style = method_style(m, labels.get(m))
+        if patches:
+            handles.append(Patch(facecolor=style.color, label=style.label))
+        else:
+            handles.append(Line2D([], [], color=style.color, marker=style.marker, linestyle=style.linestyle,
+                                  label=style.label))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5))
+
+
+def _seed_band(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Per x: mean, min and max of y over the runs (seeds) in ``frame``."""
+    return frame.groupby(x)[y].agg(["mean", "min", "max"]).reset_index().sort_values(x)
+
+
+def _line_with_band(ax, band: pd.DataFrame, x: str, method: str, label: str) -> None:
+    style = method_style(method, label)
+    ax.plot(band[x], band["mean"], color=style.color, linestyle=style.linestyle, marker=style.marker,
+            markevery=max(1, len(band) // 8), label=style.label)
+    ax.fill_between(band[x], band["min"], band["max"], color=style.color, alpha=0.2, linewidth=0)
+
+
+def _no_data(ax, text: str = "no data") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+# --------------------------------------------------------------------------------------------------- figure 1
+
+
+def learnability_empirical(training: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, algorithm, p_hat): mean per-question loss coefficient in the runs = sum over steps of the
+    bin's coefficient total / number of questions in the bin (see ``runs.bin_coefficients``)."""
+    bins = step_bin_coefficients(training)
+    if bins.empty:
+        return bins
+    keys = ["method", "label", "algorithm", "p_hat"]
+    grouped = bins.groupby(keys, as_index=False)[["coefficient", "questions"]].sum()
+    grouped = grouped[grouped["questions"] > 0]
+    grouped["scale"] = grouped["coefficient"] / grouped["questions"]
+    return grouped
+
+
+def fig1_learnability(training: pd.DataFrame | None = None, out_prefix: str | Path | None = None, *, n: int = 8,
+                      exponent: float = 0.5, mc_pass_rates: Sequence[float] = (0.1, 0.25, 0.4, 0.6, 0.75, 0.9),
+                      mc_groups: int = 1000) -> Figure:
+    """(a) Expected per-question gradient scale vs pass rate p for GRPO raw/std, SDPO, SC-SDPO: closed form
+    (lines, ``core.learnability``) and Monte Carlo through the core objectives (markers, ± 2 s.e.).
+    (b) If ``training`` has pass-rate histograms: the mean per-question loss coefficient the runs applied,
+    per observed pass rate p̂ = k/n (|advantage| for GRPO, the SC weight for SDPO/SC-SDPO)."""
+    empirical = learnability_empirical(training) if training is not None and not training.empty else pd.DataFrame()
+    with figure_style():
+        fig, axes = panel_grid(1, 2 if not empirical.empty else 1, width=3.6, height=2.8)
+        ax = axes[0, 0]
+        grid = np.linspace(0, 1, 101)
+        for method, label in LEARNABILITY_METHODS.items():
+            style = method_style(method, label)
+            curve = [closed_form_scale(method, float(p), n, exponent=exponent) for p in grid]
+            ax.plot(grid, curve, color=style.color, linestyle=style.linestyle, label=style.label)
+            mc = [monte_carlo_scale(method, p, n, num_groups=mc_groups, exponent=exponent) for p in mc_pass_rates]
+            ax.errorbar(mc_pass_rates, [m for m, _ in mc], yerr=[2 * s for _, s in mc], color=style.color,
+                        marker=style.marker, linestyle="none", capsize=2)
+        ax.plot([], [], color="0.3", marker="o", linestyle="none", label="Monte Carlo (± 2 s.e.)")
+        ax.set_xlabel("pass rate p")
+        ax.set_ylabel("per-question gradient scale")
+        ax.set_title(f"(a) theory, group size n = {n}")
+        ax.legend(loc="upper left")
+        if not empirical.empty:
+            ax = axes[0, 1]
+            for method in sort_methods(empirical["method"]):
+                rows = empirical[empirical["method"] == method].sort_values("p_hat")
+                style = method_style(method, rows["label"].iloc[0])
+                ax.plot(rows["p_hat"], rows["scale"], color=style.color, linestyle=style.linestyle,
+                        marker=style.marker, label=style.label)
+            ax.set_xlabel("observed pass rate p̂ = k/n")
+            ax.set_ylabel("mean loss coefficient per question")
+            ax.set_title("(b) measured in the training runs")
+            ax.legend(loc="upper left")
+    return _finish(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------- figure 2
+
+
+def validation_curves(training: pd.DataFrame) -> pd.DataFrame:
+    """Rows with validation metrics: run columns, step, wall_min (training minutes so far), val_mean (mean over
+    the run's val-core/<source>/acc/mean@k columns)."""
+    columns = metric_columns(training, names.VAL_MEAN_AT_K)
+    if not columns:
+        raise ValueError("no validation metrics (val-core/<source>/acc/mean@k) in the training logs")
+    frames = []
+    for _, run in training.groupby(list(names.RUN_KEYS), sort=False):
+        run = run.sort_values(names.STEP).copy()
+        step_time = run[names.STEP_TIME].fillna(0.0) if names.STEP_TIME in run else 0.0
+        run["wall_min"] = np.cumsum(step_time) / 60.0
+        run["val_mean"] = run[columns].mean(axis=1, skipna=True)
+        frames.append(run[run["val_mean"].notna()])
+    return pd.concat(frames, ignore_index=True)
+
+
+def fig2_training_curves(training: pd.DataFrame, out_prefix: str | Path | None = None, *,
+                         methods: Sequence[str] | None = None) -> Figure:
+    """Validation mean@k vs step (first row per model) and vs training wall-clock minutes (second row), one
+    column per task; mean over seeds with a min-max band."""
+    curves = validation_curves(training)
+    methods = _methods(curves, methods, TRAINED_METHODS)
+    labels = _labels(curves)
+    models, tasks = sorted(set(curves["model"])), sorted(set(curves["task"]))
+    with figure_style():
+        fig, axes = panel_grid(2 * len(models), len(tasks))
+        for i, model in enumerate(models):
+            for j, task in enumerate(tasks):
+                for row, (x, xlabel) in enumerate((("step", "training step"), ("wall_min", "wall-clock time (min)"))):
+                    ax = axes[2 * i + row, j]
+                    panel = curves[(curves["model"] == model) & (curves["task"] == task)]
+                    for method in methods:
+                        runs = panel[panel["method"] == method]
+                        if runs.empty:
+                            continue
+                        if x == "wall_min":  # seeds validate at different times: average on the step grid
+                            band = runs.groupby("step").agg(wall_min=("wall_min", "mean"), mean=("val_mean", "mean"),
+                                                            min=("val_mean", "min"), max=("val_mean", "max"))
+                            band = band.reset_index().sort_values("wall_min")
+                        else:
+                            band = _seed_band(runs, x, "val_mean")
+                        _line_with_band(ax, band, x, method, labels[method])
+                    if panel.empty:
+                        _no_data(ax)
+                    ax.set_xlabel(xlabel)
+                    ax.set_ylabel("validation mean@k")
+                    ax.set_title(f"{model} / {task}")
+        _method_legend(fig, methods, labels)
+    return _finish(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------- figure 3
+
+
+def fig3_final_accuracy(evals: pd.DataFrame, out_prefix: str | Path | None = None, *,
+                        methods: Sequence[str] | None = None, k: int = 16, maj: str = "bootstrap") -> Figure:
+    """Grouped bars: rows mean@k and maj@k, columns models; groups = tasks, bars = methods (mean ± 95% CI)."""
+    methods = _methods(evals, methods, ("base", *TRAINED_METHODS))
+    labels = _labels(evals)
+    metrics = metric_pair(k, maj=maj)
+    models, tasks = sorted(set(evals["model"])), sorted(set(evals["task"]))
+    width = 0.8 / len(methods)
+    with figure_style():
+        fig, axes = panel_grid(len(metrics), len(models), width=max(3.2, 1.2 * len(tasks)))
+        for i, metric in enumerate(metrics):
+            for j, model in enumerate(models):
+                ax = axes[i, j]
+                for b, method in enumerate(methods):
+                    style = method_style(method, labels[method])
+                    cells = [t_interval(evals[(evals["model"] == model) & (evals["task"] == task)
+                                              & (evals["method"] == method)][metric].tolist()) for task in tasks]
+                    x = np.arange(len(tasks)) - 0.4 + width * (b + 0.5)
+                    heights = [c.mean for c in cells]
+                    errors = [0.0 if math.isnan(c.half_width) else c.half_width for c in cells]
+                    ax.bar(x, heights, width, yerr=errors, color=style.color, label=style.label, capsize=2,
+                           error_kw={"elinewidth": 0.8})
+                ax.set_xticks(np.arange(len(tasks)), tasks, rotation=15)
+                ax.set_xlabel("task")
+                ax.set_ylabel(f"accuracy ({display_metric(metric)})")
+                ax.set_ylim(0, 1)
+                ax.set_title(f"{model}: {display_metric(metric)}")
+        _method_legend(fig, methods, labels, patches=True)
+    return _finish(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------- figures 4, 5
+
+
+def _bin_heat(ax, frame: pd.DataFrame, value: str, n: int, vmax: float | None = None):
+    """A step x p̂ heat map of ``value`` (mean over seeds) from a step_bin_coefficients frame."""
+    grid = frame.groupby(["step", "k"])[value].mean().unstack("k").reindex(columns=range(n + 1)).fillna(0.0)
+    steps = grid.index.to_numpy(dtype=float)
+    x_edges = np.concatenate([steps - 0.5, [steps[-1] + 0.5]])
+    y_edges = (np.arange(n + 2) - 0.5) / n
+    return ax.pcolormesh(x_edges, y_edges, grid.to_numpy().T, cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=vmax)
+
+
+def _bins_with_shares(training: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    bins = step_bin_coefficients(training)
+    if bins.empty:
+        raise ValueError("no pass-rate histograms (sc/pass_rate_hist/<k>) in the training logs")
+    totals = bins.groupby([*names.RUN_KEYS, "step"])[["questions", "coefficient"]].transform("sum")
+    bins["question_share"] = bins["questions"] / totals["questions"].where(totals["questions"] > 0)
+    bins["weight_share"] = bins["coefficient"] / totals["coefficient"].where(totals["coefficient"] > 0)
+    return bins.fillna({"question_share": 0.0, "weight_share": 0.0}), int(bins["k"].max())
+
+
+def fig4_curriculum(training: pd.DataFrame, out_prefix: str | Path | None = None, *,
+                    methods: Sequence[str] | None = None) -> Figure:
+    """The implicit curriculum: per training step (x) the share of the step's questions whose group pass rate
+    is p̂ = k/n (y), mean over seeds; rows model x task, columns methods."""
+    bins, n = _bins_with_shares(training)
+    methods = _methods(bins, methods, TRAINED_METHODS)
+    labels = _labels(bins)
+    pairs = _pairs(bins)
+    with figure_style():
+        fig, axes = panel_grid(len(pairs), len(methods), height=2.2)
+        mesh = None
+        for i, (model, task) in enumerate(pairs):
+            for j, method in enumerate(methods):
+                ax = axes[i, j]
+                panel = bins[(bins["model"] == model) & (bins["task"] == task) & (bins["method"] == method)]
+                if panel.empty:
+                    _no_data(ax)
+                else:
+                    mesh = _bin_heat(ax, panel, "question_share", n, vmax=1.0)
+                ax.grid(False)
+                ax.set_xlabel("training step")
+                ax.set_ylabel("pass rate p̂")
+                ax.set_title(f"{labels[method]}: {model} / {task}")
+        if mesh is not None:
+            fig.colorbar(mesh, ax=axes, label="share of questions", shrink=0.8)
+    return _finish(fig, out_prefix)
+
+
+def fig5_weight_share(training: pd.DataFrame, out_prefix: str | Path | None = None, *,
+                      methods: Sequence[str] | None = None) -> Figure:
+    """Where the weight goes: per step, the share of the total loss weight carried by questions with pass rate
+    p̂ = k/n (stacked, mean over seeds); rows model x task, columns SDPO vs SC-SDPO."""
+    bins, n = _bins_with_shares(training)
+    methods = _methods(bins, methods, ("sdpo", "sc_sdpo"))
+    labels = _labels(bins)
+    pairs = _pairs(bins)
+    colors = plt.get_cmap(SEQUENTIAL_CMAP)(np.linspace(0, 1, n + 1))
+    with figure_style():
+        fig, axes = panel_grid(len(pairs), len(methods), height=2.2)
+        for i, (model, task) in enumerate(pairs):
+            for j, method in enumerate(methods):
+                ax = axes[i, j]
+                panel = bins[(bins["model"] == model) & (bins["task"] == task) & (bins["method"] == method)]
+                if panel.empty:
+                    _no_data(ax)
+                else:
+                    grid = panel.groupby(["step", "k"])["weight_share"].mean().unstack("k") \
+                        .reindex(columns=range(n + 1)).fillna(0.0)
+                    ax.stackplot(grid.index, grid.to_numpy().T, colors=colors, linewidth=0)
+                ax.set_ylim(0, 1)
+                ax.set_xlabel("training step")
+                ax.set_ylabel("share of loss weight")
+                ax.set_title(f"{labels[method]}: {model} / {task}")
+        handles = [Patch(facecolor=colors[k], label=f"p̂ = {k}/{n}") for k in range(n + 1)]
+        fig.legend(handles=handles, loc="outside right center", title="pass-rate bin")
+    return _finish(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------- figure 6
+
+STABILITY_METRICS = ((names.GRAD_NORM, "gradient norm"), (names.ENTROPY, "policy entropy (nats)"),
+                     (names.RESPONSE_LENGTH, "response length (tokens)"))
+
+
+def fig6_stability(training: pd.DataFrame, out_prefix: str | Path | None = None, *,
+                   methods: Sequence[str] | None = None) -> Figure:
+    """Gradient norm, policy entropy and response length vs step (columns), rows model x task; mean over seeds
+    with a min-max band."""
+    steps = training[training[names.STEP] > 0]
+    methods = _methods(steps, methods, TRAINED_METHODS)
+    labels = _labels(steps)
+    pairs = _pairs(steps)
+    with figure_style():
+        fig, axes = panel_grid(len(pairs), len(STABILITY_METRICS))
+        for i, (model, task) in enumerate(pairs):
+            panel = steps[(steps["model"] == model) & (steps["task"] == task)]
+            for j, (metric, ylabel) in enumerate(STABILITY_METRICS):
+                ax = axes[i, j]
+                for method in methods:
+                    runs = panel[panel["method"] == method]
+                    if metric in runs and runs[metric].notna().any():
+                        _line_with_band(ax, _seed_band(runs.dropna(subset=[metric]), names.STEP, metric), names.STEP,
+                                        method, labels[method])
+                ax.set_xlabel("training step")
+                ax.set_ylabel(ylabel)
+                ax.set_title(f"{model} / {task}")
+        _method_legend(fig, methods, labels)
+    return _finish(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------- figure 7
+
+
+def fig7_ablation(evals: pd.DataFrame, out_prefix: str | Path | None = None, *, k: int = 16,
+                  metric: str | None = None) -> Figure:
+    """(a) Final accuracy vs the SC exponent (0 = SDPO, 0.5 = SC-SDPO, 1) with batch-mean normalisation;
+    (b) final accuracy per normaliser at exponent 0.5. One series per model / task; mean ± 95% CI over seeds."""
+    metric = metric or metric_pair(k)[0]
+    family = evals[evals["algorithm"].isin(("sdpo", "sc_sdpo"))].copy()
+    if family.empty:
+        raise ValueError("no SDPO/SC-SDPO results for the ablation figure")
+    family["normalize"] = family["normalize"].fillna("batch_mean")
+    pairs = _pairs(family)
+    with figure_style():
+        fig, axes = panel_grid(1, 2, width=3.6, height=2.8)
+        ax_exp, ax_norm = axes[0, 0], axes[0, 1]
+        by_exponent = family[(family["exponent"] == 0) | (family["normalize"] == "batch_mean")]
+        at_half = family[family["exponent"] == 0.5]
+        normalisers = sorted(set(at_half["normalize"]))
+        width = 0.8 / max(1, len(pairs))
+        handles = []
+        for s, (model, task) in enumerate(pairs):
+            color = SERIES_COLORS[s % len(SERIES_COLORS)]
+            label = f"{model} / {task}"
+            series = by_exponent[(by_exponent["model"] == model) & (by_exponent["task"] == task)]
+            exponents = sorted(set(series["exponent"]))
+            cells = [t_interval(series[series["exponent"] == e][metric].tolist()) for e in exponents]
+            ax_exp.errorbar(exponents, [c.mean for c in cells],
+                            yerr=[0.0 if math.isnan(c.half_width) else c.half_width for c in cells],
+                            color=color, marker="o", capsize=2, label=label)
+            series = at_half[(at_half["model"] == model) & (at_half["task"] == task)]
+            cells = [t_interval(series[series["normalize"] == v][metric].tolist()) for v in normalisers]
+            ax_norm.bar(np.arange(len(normalisers)) - 0.4 + width * (s + 0.5), [c.mean for c in cells], width,
+                        yerr=[0.0 if math.isnan(c.half_width) else c.half_width for c in cells], color=color,
+                        capsize=2, label=label)
+            handles.append(Line2D([], [], color=color, marker="o", label=label))
+        ax_exp.set_xlabel("SC exponent (0 = SDPO, 0.5 = SC-SDPO)")
+        ax_exp.set_ylabel(f"final accuracy ({display_metric(metric)})")
+        ax_exp.set_title("(a) exponent, batch-mean normalisation")
+        ax_norm.set_xticks(np.arange(len(normalisers)), normalisers)
+        ax_norm.set_xlabel("normalisation of the SC weights")
+        ax_norm.set_ylabel(f"final accuracy ({display_metric(metric)})")
+        ax_norm.set_title("(b) normalisation, exponent 0.5")
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+    return _finish(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------- figure 8
+
+
+def difficulty_bin(p: float) -> str:
+    """The figure-8 bin label of a base-model pass rate p in [0, 1]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"pass rate {p} outside [0, 1]")
+    if p in (0.0, 1.0):
+        return DIFFICULTY_BINS[0] if p == 0.0 else DIFFICULTY_BINS[-1]
+    if p <= 0.25:
+        return DIFFICULTY_BINS[1]
+    if p <= 0.5:
+        return DIFFICULTY_BINS[2]
+    return DIFFICULTY_BINS[3] if p <= 0.75 else DIFFICULTY_BINS[4]
+
+
+def gains_by_difficulty(questions: pd.DataFrame, metric: str = names.QUESTION_MEAN) -> pd.DataFrame:
+    """Per (model, task, method, bin): mean ± 95% CI over seeds of the per-run mean of (acc_q - base_q) over the
+    bin's questions, with base_q the base model's per-question accuracy (mean over its seeds) and the bin
+    chosen by the base model's pass rate (its mean@k on that question)."""
+    base = questions[questions["method"] == "base"].groupby(["model", "task", "question_id"])[metric].mean()
+    if base.empty:
+        raise ValueError("no base-model evaluation samples: the gains are measured from the base model")
+    trained = questions[questions["method"] != "base"].copy()
+    base_pass = questions[questions["method"] == "base"].groupby(["model", "task", "question_id"])[
+        names.QUESTION_MEAN].mean()
+    keys = list(zip(trained["model"], trained["task"], trained["question_id"], strict=True))
+    trained["base"] = [base.get(key, math.nan) for key in keys]
+    trained["bin"] = [difficulty_bin(base_pass[key]) if key in base_pass.index else None for key in keys]
+    trained = trained.dropna(subset=["base", "bin"])
+    trained["gain"] = trained[metric] - trained["base"]
+    per_run = trained.groupby(["model", "task", "method", "label", "seed", "bin"], as_index=False)["gain"].mean()
+    rows = []
+    for (model, task, method, label, bin_label), cell in per_run.groupby(["model", "task", "method", "label", "bin"]):
+        interval = t_interval(cell["gain"].tolist())
+        rows.append({"model": model, "task": task, "method": method, "label": label, "bin": bin_label,
+                     "gain": interval.mean, "half_width": interval.half_width, "n_seeds": interval.n})
+    return pd.DataFrame(rows)
+
+
+def fig8_gains_by_difficulty(questions: pd.DataFrame, out_prefix: str | Path | None = None, *,
+                             methods: Sequence[str] | None = None, metric: str = names.QUESTION_MEAN) -> Figure:
+    """Accuracy change from the base model per base-model pass-rate bin (x), bars per method (mean ± 95% CI
+    over seeds); rows models, columns tasks."""
+    gains = gains_by_difficulty(questions, metric)
+    methods = _methods(gains, methods, TRAINED_METHODS)
+    labels = _labels(gains)
+    models, tasks = sorted(set(gains["model"])), sorted(set(gains["task"]))
+    bin_labels = list(DIFFICULTY_BINS)
+    width = 0.8 / len(methods)
+    with figure_style():
+        fig, axes = panel_grid(len(models), len(tasks), width=3.8)
+        for i, model in enumerate(models):
+            for j, task in enumerate(tasks):
+                ax = axes[i, j]
+                panel = gains[(gains["model"] == model) & (gains["task"] == task)]
+                for b, method in enumerate(methods):
+                    style = method_style(method, labels[method])
+                    cells = panel[panel["method"] == method].set_index("bin").reindex(bin_labels)
+                    ax.bar(np.arange(len(bin_labels)) - 0.4 + width * (b + 0.5), cells["gain"], width,
+                           yerr=cells["half_width"].fillna(0.0), color=style.color, label=style.label, capsize=2)
+                ax.axhline(0.0, color="0.3", linewidth=0.8)
+                ax.set_xticks(np.arange(len(bin_labels)), bin_labels, rotation=20)
+                ax.set_xlabel("base-model pass rate on the question")
+                ax.set_ylabel(f"Δ accuracy vs base ({metric}@k)")
+                ax.set_title(f"{model} / {task}")
+        _method_legend(fig, methods, labels, patches=True)
+    return _finish(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------- all
+
+
+FIGURES = ("fig1_learnability", "fig2_training_curves", "fig3_final_accuracy", "fig4_curriculum",
+           "fig5_weight_share", "fig6_stability", "fig7_ablation", "fig8_gains_by_difficulty")
+
+
+def make_all_figures(training: pd.DataFrame, evals: pd.DataFrame, questions: pd.DataFrame,
+                     out_dir: str | Path) -> dict[str, Path]:
+    """Render the 8 figures into ``out_dir/<name>.png|pdf``; returns name -> PNG path."""
+    out_dir = Path(out_dir)
+    k = int(evals["k"].dropna().iloc[0]) if "k" in evals and evals["k"].notna().any() else 16
+    calls = {
+        "fig1_learnability": lambda p: fig1_learnability(training, p),
+        "fig2_training_curves": lambda p: fig2_training_curves(training, p),
+        "fig3_final_accuracy": lambda p: fig3_final_accuracy(evals, p, k=k),
+        "fig4_curriculum": lambda p: fig4_curriculum(training, p),
+        "fig5_weight_share": lambda p: fig5_weight_share(training, p),
+        "fig6_stability": lambda p: fig6_stability(training, p),
+        "fig7_ablation": lambda p: fig7_ablation(evals, p, k=k),
+        "fig8_gains_by_difficulty": lambda p: fig8_gains_by_difficulty(questions, p),
+    }
+    written = {}
+    for name in FIGURES:
+        fig = calls[name](out_dir / name)
+        plt.close(fig)
+        written[name] = out_dir / f"{name}.png"
+    return written

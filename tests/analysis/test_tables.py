@@ -1,0 +1,150 @@
+"""Run index, loaders, per-bin loss coefficients and the three tables on the fixture results (conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from scsdpo_verl.analysis.runs import bin_coefficients, make_run_index, read_metrics, step_bin_coefficients
+from scsdpo_verl.analysis.tables import (
+    AVERAGE,
+    DELTA_METHOD,
+    build_ablation_table,
+    build_cost_table,
+    build_main_table,
+    format_cell,
+    latex_escape,
+)
+
+T1 = 12.706204736  # t_{0.975, 1}: two seeds
+
+
+def cell(table: pd.DataFrame, **keys) -> pd.Series:
+    mask = pd.Series(True, index=table.index)
+    for key, value in keys.items():
+        mask &= table[key] == value
+    rows = table[mask]
+    assert len(rows) == 1, f"{keys}: {len(rows)} rows"
+    return rows.iloc[0]
+
+
+def test_index_and_frames(index, training, evals, questions):
+    assert len(index) == 2 * 3 * 2 + 2 * 2 + 2  # main grid + ablation + base per task
+    sdpo = index[index["method"] == "sdpo"].iloc[0]
+    assert sdpo["exponent"] == 0.0 and sdpo["group_size"] == 4
+    assert set(training["step"]) == set(range(7))
+    assert len(evals) == len(index) and set(evals.columns) >= {"mean@16", "maj@16", "maj@16_bootstrap"}
+    assert len(questions) == 4 * len(index)
+
+
+def test_make_run_index_rejects_bad_entries():
+    with pytest.raises(ValueError, match="entry 0: missing field 'seed'"):
+        make_run_index([{"model": "m", "task": "t", "method": "grpo"}])
+    with pytest.raises(ValueError, match="field 'algorithm'"):
+        make_run_index([{"model": "m", "task": "t", "method": "ppo", "seed": 0}])
+
+
+def test_read_metrics_names_the_bad_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0}\n{"loss": 1}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 2: field 'step' missing"):
+        read_metrics(path)
+
+
+def test_bin_coefficients_hand_worked():
+    # n = 4: one group with 1 success (3 failures have a teacher, the lone success not), one with 4 successes
+    counts = [0, 1, 0, 0, 1]
+    assert bin_coefficients(counts, 4, algorithm="sdpo") == pytest.approx([0, 3, 0, 0, 4])
+    # SC-SDPO: p = 1 gets weight 0; batch-mean normalisation makes the 7 active weights sum to 7
+    assert bin_coefficients(counts, 4, algorithm="sc_sdpo", exponent=0.5) == pytest.approx([0, 7, 0, 0, 0])
+    # GRPO: |r - 0.25| = 0.75 for the success and 0.25 for each of 3 failures
+    assert bin_coefficients(counts, 4, algorithm="grpo") == pytest.approx([0, 1.5, 0, 0, 0])
+
+
+def test_step_bin_coefficients_keeps_question_counts(training):
+    bins = step_bin_coefficients(training)
+    one_run = bins[(bins["method"] == "sdpo") & (bins["task"] == "sci") & (bins["seed"] == 0)]
+    assert one_run.groupby("step")["questions"].sum().tolist() == [4.0] * 6
+    step3 = one_run[one_run["step"] == 3].set_index("k")["coefficient"]  # hist [2, 0, 0, 1, 1]
+    assert step3.tolist() == pytest.approx([0, 0, 0, 4, 4])
+
+
+def test_main_table_values_and_delta(evals, tmp_path):
+    table = build_main_table(evals, tmp_path / "main_table")
+    sc = cell(table, method="sc_sdpo", benchmark="sci", metric="mean@16")
+    assert sc["mean"] == pytest.approx(0.6) and sc["half_width"] == pytest.approx(T1 * 0.1) and sc["n_seeds"] == 2
+    assert cell(table, method="sc_sdpo", benchmark="sci", metric="maj@16_bootstrap")["mean"] == pytest.approx(0.62)
+    # average over benchmarks per seed: (0.5 + 0.4) / 2 = 0.45 and (0.7 + 0.4) / 2 = 0.55
+    average = cell(table, method="sc_sdpo", benchmark=AVERAGE, metric="mean@16")
+    assert average["mean"] == pytest.approx(0.5) and average["half_width"] == pytest.approx(T1 * 0.05)
+    # Delta, paired by seed: sci 0.1 and 0.2; average 0.1 and 0.1
+    delta = cell(table, method=DELTA_METHOD, benchmark="sci", metric="mean@16")
+    assert delta["mean"] == pytest.approx(0.15) and delta["half_width"] == pytest.approx(T1 * 0.05)
+    assert cell(table, method=DELTA_METHOD, benchmark=AVERAGE, metric="mean@16")["half_width"] == pytest.approx(0)
+    base = cell(table, method="base", benchmark="tool", metric="mean@16")
+    assert base["mean"] == pytest.approx(0.2) and math.isnan(base["half_width"]) and base["n_seeds"] == 1
+    assert "sc_sdpo_exp1" not in set(table["method"])  # ablation variants stay out of the main table
+    assert table["method"].drop_duplicates().tolist() == ["base", "grpo", "sdpo", "sc_sdpo", DELTA_METHOD]
+
+    csv = pd.read_csv(tmp_path / "main_table.csv")
+    assert len(csv) == len(table)
+    markdown = (tmp_path / "main_table.md").read_text()
+    assert "| tiny | SC-SDPO | 60.0 ± 127.1 | 62.0 ± 127.1 |" in markdown
+    assert "| tiny | Base | 30.0 | 32.0 | 20.0 | 22.0 | 25.0 | 27.0 |" in markdown
+    latex = (tmp_path / "main_table.tex").read_text()
+    assert r"\toprule" in latex and r"60.0 $\pm$ 127.1" in latex and r"$\Delta$ SC-SDPO" in latex
+
+
+def test_maj_exact_option(evals):
+    table = build_main_table(evals, maj="exact")
+    assert cell(table, method="grpo", benchmark="sci", metric="maj@16")["mean"] == pytest.approx(0.47)
+
+
+def test_ablation_table(evals, tmp_path):
+    table = build_ablation_table(evals, tmp_path / "ablation_table")
+    sci = table[(table["benchmark"] == "sci") & (table["metric"] == "mean@16")]
+    by_label = dict(zip(sci["label"], sci["mean"], strict=True))
+    assert by_label == pytest.approx({"exponent 0 (SDPO)": 0.45, "exponent 0.5, batch_max": 0.6,
+                                      "exponent 0.5, batch_mean": 0.6, "exponent 1, batch_mean": 0.5})
+    assert cell(sci, label="exponent 0.5, batch_max")["half_width"] == pytest.approx(0.0)
+    assert (tmp_path / "ablation_table.md").read_text().count("| tiny |") == 4
+
+
+def test_cost_table(index, training, tmp_path):
+    table = build_cost_table(index, training, tmp_path / "cost_table")
+    sc = cell(table, method="sc_sdpo")
+    # 2 tasks x seeds 0, 1: 6 steps of 2 s and 3 s -> 60 s; 2 threads; tokens sum_t (10 + t + seed) x 16
+    assert sc["runs"] == 4
+    assert sc["wall_hours"] == pytest.approx(60 / 3600) and sc["cpu_hours"] == pytest.approx(120 / 3600)
+    assert sc["gpu_hours"] == 0 and sc["median_step_s"] == pytest.approx(2.5)
+    assert sc["tokens_generated"] == pytest.approx(2 * (81 + 87) * 16)
+    assert "5,376" in (tmp_path / "cost_table.md").read_text()
+
+
+def test_cost_table_prefers_the_snakemake_benchmark(index, training, tmp_path):
+    bench = tmp_path / "bench.tsv"
+    bench.write_text("s\th:m:s\tmax_rss\tcpu_time\n36.0\t0:00:36\t100\t54.0\n")
+    one = index[(index["method"] == "grpo") & (index["task"] == "sci") & (index["seed"] == 0)].copy()
+    one["benchmark_path"], one["gpus"] = str(bench), 1
+    row = build_cost_table(one, training).iloc[0]
+    assert row["wall_hours"] == pytest.approx(0.01) and row["cpu_hours"] == pytest.approx(0.015)
+    assert row["gpu_hours"] == pytest.approx(0.01)
+
+
+def test_formatting():
+    assert format_cell(0.6, 0.0127) == "60.0 ± 1.3"
+    assert format_cell(0.6, float("nan")) == "60.0"
+    assert format_cell(float("nan"), 0.1) == "–"
+    assert latex_escape("a_b & 50%") == r"a\_b \& 50\%"
+
+
+def test_eval_frame_reports_missing_metrics(tmp_path):
+    from scsdpo_verl.analysis.runs import eval_frame
+
+    (tmp_path / "results.json").write_text(json.dumps({"repeats": 16}))
+    index = make_run_index([{"model": "m", "task": "t", "method": "base", "seed": 0, "eval_dir": str(tmp_path)}])
+    with pytest.raises(ValueError, match=r"results\.json: field 'metrics' missing"):
+        eval_frame(index)

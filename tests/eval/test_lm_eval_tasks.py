@@ -1,0 +1,171 @@
+"""The packaged lm-eval tasks: indexing, data loading errors, the filters through lm-eval with a scripted LM,
+and a real run of the runner on a tiny random Qwen3 (hf backend, CPU, offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+lm_eval = pytest.importorskip("lm_eval")
+torch = pytest.importorskip("torch")
+
+from lm_eval.api.model import LM  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from scsdpo_verl.eval.lm_eval_tasks import load_docs  # noqa: E402
+from scsdpo_verl.eval.majority import bootstrap_majority_accuracy, exact_majority_accuracy  # noqa: E402
+from scsdpo_verl.eval.runner import (  # noqa: E402
+    PACKAGED_TASK_DIR,
+    TASK_DATA_SOURCES,
+    lm_eval_task_name,
+    read_samples,
+    run_lm_eval,
+    summarise_records,
+    write_task_config,
+)
+from scsdpo_verl.tasks.schema import TaskDataError, write_parquet  # noqa: E402
+from scsdpo_verl.tasks.synthetic import generate  # noqa: E402
+
+os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def science_parquet(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "test.parquet"
+    write_parquet(list(generate("synthetic_science", 3, 0, split="test")), path)
+    return path
+
+
+def test_packaged_tasks_are_indexed():
+    manager = TaskManager(include_path=str(PACKAGED_TASK_DIR), include_defaults=False)
+    expected = {f"scsdpo_{name}" for name in TASK_DATA_SOURCES}
+    assert expected <= set(manager.all_tasks)
+    assert "scsdpo" in manager.all_tags  # the tag that selects all seven
+
+
+def test_packaged_task_reads_data_path_from_metadata(science_parquet):
+    # the lm-eval CLI route: --include_path <package tasks> --metadata '{"data_path": ...}'
+    manager = TaskManager(include_path=str(PACKAGED_TASK_DIR), include_defaults=False,
+                          metadata={"data_path": str(science_parquet)})
+    task = manager.load(["scsdpo_synthetic_science"])["tasks"]["scsdpo_synthetic_science"]
+    assert len(list(task.eval_docs)) == 3 and task.config.repeats == 16
+    assert [f.name for f in task._filters] == ["mean@16", "maj@16", "maj@16_bootstrap"]
+
+
+def test_task_names():
+    assert lm_eval_task_name("science", "Chemistry") == "scsdpo_sciknoweval_chemistry"
+    assert lm_eval_task_name("synthetic_tooluse") == "scsdpo_synthetic_tooluse"
+    assert lm_eval_task_name("scsdpo_tooluse") == "scsdpo_tooluse"
+    with pytest.raises(ValueError, match="domain"):
+        lm_eval_task_name("science")
+    with pytest.raises(ValueError, match="unknown evaluation task"):
+        lm_eval_task_name("gsm8k")
+
+
+def test_load_docs_flattens_rows_and_filters_by_source(science_parquet):
+    docs = load_docs(data_path=str(science_parquet), data_source="synthetic_science", version=1.0)["test"]
+    assert len(docs) == 3
+    assert set(docs.column_names) == {"question_id", "data_source", "system", "user", "ground_truth", "difficulty",
+                                      "index"}
+    assert docs[0]["system"] and "Please reason step by step." in docs[0]["user"]
+    with pytest.raises(ValueError, match="no rows with data_source 'tooluse'"):
+        load_docs(data_path=str(science_parquet), data_source="tooluse")
+
+
+def test_load_docs_error_names_file_row_and_field(tmp_path):
+    rows = [json.loads(json.dumps(r)) for r in generate("synthetic_science", 2, 0, split="test")]
+    del rows[1]["reward_model"]["ground_truth"]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(TaskDataError, match=r"bad.jsonl, row 1, field 'reward_model.ground_truth'"):
+        load_docs(data_path=str(path))
+
+
+class ScriptedLM(LM):
+    """Answers each prompt with a fixed cycle of answers: call i on a prompt returns script[i % len(script)]."""
+
+    def __init__(self, gold_by_user_text: dict[str, str], script):
+        super().__init__()
+        self.gold_by_user_text, self.script, self.calls = gold_by_user_text, script, {}
+
+    def generate_until(self, requests, disable_tqdm=False):
+        out = []
+        for request in requests:
+            context = request.args[0]
+            gold = next(g for text, g in self.gold_by_user_text.items() if text in context)
+            i = self.calls.get(context, 0)
+            self.calls[context] = i + 1
+            out.append(self.script[i % len(self.script)](gold))
+        return out
+
+    def loglikelihood(self, requests, disable_tqdm=False):
+        raise NotImplementedError
+
+    def loglikelihood_rolling(self, requests, disable_tqdm=False):
+        raise NotImplementedError
+
+
+def test_filters_compute_mean_exact_and_bootstrap_majority(science_parquet, tmp_path):
+    rows = list(generate("synthetic_science", 3, 0, split="test"))
+    gold = {r["prompt"][-1]["content"]: r["reward_model"]["ground_truth"] for r in rows}
+    wrong = lambda g: "E" if g != "E" else "F"  # noqa: E731
+    # k = 5 samples per question: right, wrong(W), right, wrong(W), another wrong (V)
+    script = [lambda g: f"<answer>{g}</answer>", lambda g: f"<answer>{wrong(g)}</answer>",
+              lambda g: f"ok <answer>{g}</answer>", lambda g: f"<answer>{wrong(g)}</answer>", lambda g: "no tag"]
+    config_dir = tmp_path / "tasks"
+    write_task_config("synthetic_science", science_parquet, config_dir, repeats=5, max_gen_toks=8)
+    manager = TaskManager(include_path=str(config_dir), include_defaults=False)
+    output = lm_eval.simple_evaluate(model=ScriptedLM(gold, script), tasks=["scsdpo_synthetic_science"],
+                                     task_manager=manager, log_samples=False)
+    results = output["results"]["scsdpo_synthetic_science"]
+    preds = ["G", "W", "G", "W", "no tag"]  # per question: votes 2-2-1, the right answer G seen first wins ties
+    accs = [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert results["acc,mean@5"] == pytest.approx(0.4)
+    assert results["acc,maj@5"] == pytest.approx(exact_majority_accuracy(preds, accs)) == pytest.approx(1.0)
+    assert results["acc,maj@5_bootstrap"] == pytest.approx(bootstrap_majority_accuracy(preds, accs))
+    assert 0.3 < results["acc,maj@5_bootstrap"] < 0.9
+
+
+def _tiny_model_dir(path):
+    """A random 1-layer Qwen3 and a byte-level BPE tokenizer with a ChatML template, saved to ``path``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen3Config
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=280, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(["<answer>A</answer> <reasoning>2 + 2</reasoning>"], trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=2048,
+                         pad_token_id=0, eos_token_id=2, bos_token_id=None, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_run_lm_eval_on_a_tiny_qwen3(science_parquet, tmp_path):
+    torch.set_num_threads(1)
+    model_dir = _tiny_model_dir(tmp_path / "model")
+    out = tmp_path / "eval"
+    results = run_lm_eval(model_dir, "synthetic_science", science_parquet, out, repeats=3, limit=2, max_gen_toks=4,
+                          batch_size=8)
+    assert (out / "results.json").is_file() and (out / "lm_eval_task" / "scsdpo_synthetic_science.yaml").is_file()
+    assert json.loads((out / "results.json").read_text())["metrics"] == results["metrics"]
+    records = read_samples(out / "samples.jsonl")
+    assert len(records) == results["num_questions"] == 2
+    assert all(len(r["responses"]) == len(r["accs"]) == len(r["preds"]) == 3 for r in records)
+    assert set(results["metrics"]) == {"mean@3", "maj@3", "maj@3_bootstrap"}
+    # lm-eval's own filters and the re-scoring of the logged samples agree
+    assert results["lm_eval_metrics"] == pytest.approx(results["metrics"])
+    assert summarise_records(records) == pytest.approx(results["metrics"])
