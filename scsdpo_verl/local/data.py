@@ -1,0 +1,98 @@
+"""Task rows in, token ids and scores out: the glue between ``scsdpo_verl.tasks`` and the local trainer.
+
+A row is verl's RL parquet row: ``{data_source, prompt: [chat messages], ability,
+reward_model: {style, ground_truth}, extra_info: {index, split, difficulty, question_id, solution}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+REQUIRED_FIELDS = ("data_source", "prompt", "reward_model")
+
+
+def check_rows(rows: Sequence[dict[str, Any]], source: str) -> None:
+    """Raise a ValueError naming the source, row and field when a row cannot be trained on."""
+    for i, row in enumerate(rows):
+        for field in REQUIRED_FIELDS:
+            if field not in row:
+                raise ValueError(f"{source}: row {i} is missing field '{field}'")
+        messages = row["prompt"]
+        if not isinstance(messages, (list, tuple)) or not messages or messages[-1].get("role") != "user":
+            raise ValueError(f"{source}: row {i} field 'prompt' must be chat messages ending with a user message")
+        if "ground_truth" not in row["reward_model"]:
+            raise ValueError(f"{source}: row {i} field 'reward_model.ground_truth' is missing")
+
+
+def load_rows(task: str, n: int, seed: int, split: str) -> list[dict[str, Any]]:
+    """``n`` rows of a synthetic task (deterministic in ``seed``), checked."""
+    from scsdpo_verl.tasks import synthetic
+
+    rows = list(synthetic.generate(task, n, seed, split=split))
+    check_rows(rows, f"synthetic task {task!r} split {split!r}")
+    return rows
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+    """Rows of a verl RL parquet file (``scsdpo_verl.tasks.schema``), checked."""
+    from scsdpo_verl.tasks.schema import read_parquet
+
+    rows = read_parquet(path)
+    check_rows(rows, path)
+    return rows
+
+
+def encode_chat(tokenizer, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Token ids of ``messages`` through the chat template, ending with the assistant turn's header.
+
+    ``enable_thinking=False`` as in the SDPO reference (templates without the switch ignore it).
+    """
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def with_last_user_message(messages: Sequence[dict[str, str]], content: str) -> list[dict[str, str]]:
+    """A copy of ``messages`` whose last user message is replaced by ``content`` (system messages kept)."""
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    return [dict(m, content=content) if i == last_user else dict(m) for i, m in enumerate(messages)]
+
+
+def last_user_text(messages: Sequence[dict[str, str]]) -> str:
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def decode_responses(tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
+    """Decode each row's generated tokens (special tokens such as eos dropped)."""
+    return [
+        tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True)
+        for ids, mask in zip(response_ids, response_mask, strict=True)
+    ]
+
+
+def score_responses(rows: Sequence[dict[str, Any]], texts: Sequence[str]) -> list[dict[str, Any]]:
+    """The task scorer on each (row, response): dicts with ``score``, ``acc``, ``pred``, ``feedback``."""
+    from scsdpo_verl.tasks import compute_score
+
+    return [
+        compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row.get("extra_info"))
+        for row, text in zip(rows, texts, strict=True)
+    ]
+
+
+def majority_vote_acc(preds: Sequence[Any], accs: Sequence[float]) -> float:
+    """maj@k of one question: the acc of the first response carrying the most frequent ``pred``.
+
+    Ties go to the prediction seen first (an exact vote over the k samples; verl's bootstrap variant
+    averages this over resamples).
+    """
+    counts: dict[Any, int] = {}
+    for pred in preds:
+        key = "" if pred is None else str(pred)
+        counts[key] = counts.get(key, 0) + 1
+    winner = max(counts, key=lambda key: counts[key])  # max keeps the first of equal counts (insertion order)
+    first = next(i for i, pred in enumerate(preds) if ("" if pred is None else str(pred)) == winner)
+    return float(accs[first])

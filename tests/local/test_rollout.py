@@ -1,0 +1,76 @@
+"""Sampling with a KV cache against an independent full forward, eos handling and top-p."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from scsdpo_verl.core import token_logprobs
+from scsdpo_verl.local.rollout import left_pad, response_logits, sample, sample_next_token
+
+EOS, PAD = 2, 0
+
+
+def small_model() -> Qwen3ForCausalLM:
+    torch.manual_seed(0)
+    config = Qwen3Config(vocab_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, eos_token_id=EOS,
+                         pad_token_id=PAD)
+    return Qwen3ForCausalLM(config).eval()
+
+
+def test_left_pad():
+    ids, mask = left_pad([[5, 6, 7], [8]], PAD)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_cached_sampling_matches_a_full_forward_and_stops_at_eos():
+    torch.set_num_threads(1)
+    model = small_model()
+    prompts = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
+    ids, mask = left_pad(prompts, PAD)
+    rollout = sample(model, ids, mask, max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD,
+                     generator=torch.Generator().manual_seed(1))
+    steps = rollout.response_ids.shape[1]
+    # independent reference: each row unpadded, one full causal forward without a cache
+    for row, prompt in enumerate(prompts):
+        length = int(rollout.response_mask[row].sum())
+        response = rollout.response_ids[row, :length].tolist()
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0]
+        expected = F.log_softmax(logits[len(prompt) - 1:-1], -1).gather(-1, torch.tensor(response)[:, None])[:, 0]
+        torch.testing.assert_close(rollout.logprobs[row, :length], expected, atol=1e-5, rtol=1e-5)
+        # stops at the first eos: only pad after it, and the mask covers exactly up to it
+        if EOS in response:
+            assert response.index(EOS) == length - 1
+        else:
+            assert length == steps
+        assert (rollout.response_ids[row, length:] == PAD).all()
+        assert (rollout.logprobs[row, length:] == 0).all()
+    # the batched teacher-forced forward gives the same log-probs
+    with torch.no_grad():
+        logits = response_logits(model, ids, mask, rollout.response_ids, rollout.response_mask)
+    torch.testing.assert_close(token_logprobs(logits, rollout.response_ids) * rollout.response_mask,
+                               rollout.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_same_generator_seed_same_sample():
+    model = small_model()
+    ids, mask = left_pad([[3, 4], [5, 6, 7]], PAD)
+    draws = [sample(model, ids, mask, max_new_tokens=8, eos_token_id=EOS, pad_token_id=PAD,
+                    generator=torch.Generator().manual_seed(7)).response_ids for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
+
+
+def test_top_p_keeps_the_nucleus_only():
+    # probabilities 0.5, 0.3, 0.2: top_p=0.6 keeps {0, 1}; top_p=0.45 keeps {0}
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(2000, 1)
+    generator = torch.Generator().manual_seed(0)
+    tokens, logprobs = sample_next_token(logits, 1.0, 0.6, generator)
+    assert set(tokens.tolist()) == {0, 1}
+    assert abs((tokens == 0).float().mean().item() - 0.5 / 0.8) < 0.05
+    torch.testing.assert_close(logprobs[tokens == 1], torch.full_like(logprobs[tokens == 1], torch.tensor(0.3).log()))
+    assert set(sample_next_token(logits, 1.0, 0.45, generator)[0].tolist()) == {0}
+    assert set(sample_next_token(logits, 0.0, 1.0, generator)[0].tolist()) == {0}  # greedy

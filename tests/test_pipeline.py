@@ -1,0 +1,141 @@
+"""The workflow glue: config cross-checks, the run grid, run-dir preparation (stale results moved aside)."""
+
+import json
+
+import pytest
+import yaml
+
+from scsdpo_verl.pipeline import (
+    ConfigProblem,
+    check_config_references,
+    effective_train_config,
+    export_final,
+    grid_runs,
+    prepare_run_dir,
+)
+
+
+def _config(**changes):
+    config = {
+        "backend": "local",
+        "models": {"qwen3-tiny": {"kind": "tiny", "name": "qwen3-tiny"}},
+        "tasks": {"synthetic_science": {"kind": "synthetic_science"}},
+        "methods": {"sdpo": {"algorithm": "sdpo"}, "sc_sdpo": {"algorithm": "sc_sdpo", "exponent": 0.5}},
+        "seeds": [0, 1],
+        "ablation": {"models": ["qwen3-tiny"], "tasks": ["synthetic_science"],
+                     "methods": {"e1": {"algorithm": "sc_sdpo", "exponent": 1.0}}},
+        "train": {"total_steps": 3},
+    }
+    config.update(changes)
+    return config
+
+
+def test_grid_runs_main_grid_plus_ablation():
+    runs = grid_runs(_config())
+    assert len(runs) == 1 * 1 * 2 * 2 + 1 * 1 * 1 * 2
+    assert ("qwen3-tiny", "synthetic_science", "e1", 1) in runs
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"ablation": {"models": ["gpt2"], "tasks": [], "methods": {}}}, "ablation.models: unknown model 'gpt2'"),
+        ({"ablation": {"models": [], "tasks": [], "methods": {"sdpo": {"algorithm": "sdpo"}}}}, "already defined"),
+        ({"train": {"seed": 3}}, "train.seed"),
+        ({"train": {"total_step": 3}}, "unknown config key 'total_step'"),
+        ({"train": {"lr": -1.0}}, "'lr' must be > 0"),
+        ({"models": {"big": {"kind": "hf", "path": "Qwen/Qwen3-8B"}}}, "models.big"),
+        ({"tasks": {"chem": {"kind": "science", "source": "reference"}}}, "tasks.chem.domain"),
+        ({"tasks": {"tool": {"kind": "tooluse", "source": "local"}}}, "tasks.tool.train_file"),
+    ],
+)
+def test_config_problems_name_the_key(changes, match):
+    with pytest.raises(ConfigProblem, match=match):
+        check_config_references(_config(**changes))
+
+
+def test_effective_train_config_sets_method_and_sdpo_exponent_zero(tmp_path):
+    kwargs = dict(model_path="m", task="synthetic_science", seed=1, run_dir=str(tmp_path / "r"),
+                  train_path="a.parquet", val_path="b.parquet", threads=1)
+    sdpo = effective_train_config(_config(), method="sdpo", **kwargs)
+    assert sdpo["method"] == "sdpo" and sdpo["exponent"] == 0.0 and sdpo["total_steps"] == 3
+    e1 = effective_train_config(_config(), method="e1", **kwargs)
+    assert e1["method"] == "sc_sdpo" and e1["exponent"] == 1.0 and e1["seed"] == 1
+
+
+def test_prepare_run_dir_resumes_same_config_and_moves_changed_config_aside(tmp_path):
+    run = tmp_path / "seed0"
+    config = {"lr": 1e-4, "run_dir": str(run), "resume": False}
+    assert prepare_run_dir(run, config) is False
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "checkpoints" / "step_2").mkdir(parents=True)
+    assert prepare_run_dir(run, {**config, "resume": True}) is True  # same config: resume
+    assert prepare_run_dir(run, {**config, "lr": 2e-4}) is False  # changed: moved aside, fresh dir
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith("seed0.stale-")]
+    assert len(stale) == 1 and (stale[0] / "checkpoints" / "step_2").is_dir()
+    assert run.is_dir() and not any(run.iterdir())
+
+
+def test_export_final_copies_policy(tmp_path):
+    policy = tmp_path / "run" / "checkpoints" / "step_3" / "policy"
+    policy.mkdir(parents=True)
+    (policy / "config.json").write_text(json.dumps({"a": 1}))
+    out = export_final(tmp_path / "run", {"final_checkpoint": str(policy.parent)}, tmp_path / "run" / "final")
+    assert json.loads((out / "config.json").read_text()) == {"a": 1}
+    with pytest.raises(FileNotFoundError, match="no policy"):
+        export_final(tmp_path / "run", {"final_checkpoint": str(tmp_path / "nothing")}, tmp_path / "x")
+
+
+def _pinned_fixture_clone(tmp_path, monkeypatch):
+    """A tiny fake 'clone' with two files, and REFERENCE_FILES pinned to their hashes."""
+    from scsdpo_verl.tasks import reference
+
+    clone = tmp_path / "clone"
+    files = {"datasets/tooluse/test.json": b'{"a": 1}\n', "datasets/sciknoweval/physics/test.json": b'{"b": 2}\n'}
+    pins = {}
+    for rel, content in files.items():
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        (clone / rel).write_bytes(content)
+        pins[rel] = {"sha256": reference.sha256_file(clone / rel), "git_blob_sha1": None}
+    monkeypatch.setattr(reference, "REFERENCE_FILES", pins)
+    return clone, files
+
+
+def test_reference_splits_from_local_clone_verified(tmp_path, monkeypatch):
+    from scsdpo_verl.pipeline import obtain_reference_splits
+
+    clone, files = _pinned_fixture_clone(tmp_path, monkeypatch)
+    written = obtain_reference_splits(tmp_path / "out", local_dir=clone, commit="0e6d5106abe6")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == sorted(files)
+
+
+def test_reference_splits_mismatch_or_missing_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    from scsdpo_verl.pipeline import obtain_reference_splits
+    from scsdpo_verl.tasks.reference import ReferenceDataError
+
+    clone, _ = _pinned_fixture_clone(tmp_path, monkeypatch)
+    (clone / "datasets/tooluse/test.json").write_bytes(b"tampered")
+    with pytest.raises(ReferenceDataError, match="tooluse/test.json: SHA-256"):
+        obtain_reference_splits(tmp_path / "out", local_dir=clone)
+    assert not (tmp_path / "out").exists()
+    (clone / "datasets/tooluse/test.json").unlink()
+    with pytest.raises(ReferenceDataError, match="tooluse/test.json: reference file is missing"):
+        obtain_reference_splits(tmp_path / "out", local_dir=clone)
+    with pytest.raises(ConfigProblem, match="reference_data.commit"):
+        obtain_reference_splits(tmp_path / "out", local_dir=clone, commit="deadbeef")
+
+
+def test_reference_splits_download_uses_pinned_commit_urls(tmp_path, monkeypatch):
+    from scsdpo_verl.pipeline import obtain_reference_splits
+    from scsdpo_verl.tasks.reference import REFERENCE_COMMIT
+
+    clone, files = _pinned_fixture_clone(tmp_path, monkeypatch)
+    urls = []
+
+    def fake_download(url, dest):
+        urls.append(url)
+        rel = url.split(REFERENCE_COMMIT + "/", 1)[1]
+        dest.write_bytes(files[rel])
+
+    obtain_reference_splits(tmp_path / "out", download=fake_download)
+    assert len(urls) == 2 and all(REFERENCE_COMMIT in u for u in urls)

@@ -1,0 +1,105 @@
+"""The Snakemake workflow: lint, dry runs of the three configs with their job counts, config rejections.
+
+The end-to-end smoke run is in test_smoke.py.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+
+def _snakemake(args, workdir, check=True, env=None):
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """Parse the dry run's 'Job stats' table into {rule: count}."""
+    table = output[output.index("Job stats:"):]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def test_lint_is_clean(tmp_path):
+    proc = _snakemake(["--lint"], tmp_path, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("configfile", "profile", "expected"),
+    [
+        # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 2 x 2 = 28 runs; eval 28 + base 2 x 2
+        ("config/default.yaml", None,
+         {"task_data": 2, "base_model": 2, "train": 28, "evaluate": 32, "tables": 1, "figures": 1, "all": 1}),
+        # 1 x 2 x 3 x 1 + ablation 1 = 7 runs; eval 7 + base 1 x 2
+        ("config/smoke.yaml", None,
+         {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 9, "tables": 1, "figures": 1, "all": 1}),
+        # 2 x 5 x 3 x 3 + ablation 1 x 2 x 3 x 3 = 108 runs; eval 108 + base 2 x 5; hf models need no base rule
+        ("config/paper.yaml", "workflow/profiles/slurm",
+         {"reference_splits": 1, "task_data": 5, "train": 108, "evaluate": 118, "tables": 1, "figures": 1,
+          "all": 1}),
+    ],
+)
+def test_dry_run_job_counts(tmp_path, configfile, profile, expected):
+    args = ["-n", "--configfile", str(REPO / configfile)]
+    if profile:
+        args += ["--workflow-profile", str(REPO / profile)]
+    proc = _snakemake(args, tmp_path)
+    counts = _job_counts(proc.stdout)
+    assert {k: v for k, v in counts.items() if k != "total"} == expected
+    assert counts["total"] == sum(expected.values())
+
+
+def test_paper_dry_run_shows_slurm_resources(tmp_path):
+    env = {**__import__("os").environ, "SCSDPO_SLURM_ACCOUNT": "acct", "SCSDPO_SLURM_PARTITION": "cpu",
+           "SCSDPO_SLURM_GPU_PARTITION": "gpu"}
+    proc = _snakemake(["-n", "--configfile", str(REPO / "config/paper.yaml"), "--workflow-profile",
+                       str(REPO / "workflow/profiles/slurm"), "--printshellcmds"], tmp_path, env=env)
+    out = proc.stdout
+    assert "gpu=4" in out and "gpu_model=h100" in out and "slurm_partition=gpu" in out
+    assert "reference_splits" in out
+
+
+def _broken(tmp_path, mutate):
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    mutate(config)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c["methods"].update(ppo={"algorithm": "ppo"}), "algorithm"),
+        (lambda c: c["train"].update(lr=-1.0), "lr"),
+        (lambda c: c.update(seeds=[]), "seeds"),
+        (lambda c: c["models"].update(gpt5={"kind": "tiny", "name": "gpt5"}), "name"),
+        (lambda c: c["ablation"].update(models=["gpt5"]), "unknown model 'gpt5'"),
+        (lambda c: c["train"].update(total_step=5), "total_step"),
+    ],
+)
+def test_broken_config_fails_at_validation_naming_the_key(tmp_path, mutate, message):
+    proc = _snakemake(["-n", "--configfile", str(_broken(tmp_path, mutate))], tmp_path / "work", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "work" / "results").exists()  # nothing ran

@@ -1,0 +1,123 @@
+# Config validation and the helpers every rule file uses. Validation happens here, at parse time, so a broken
+# config fails before any job runs, with a message naming the key.
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from scsdpo_verl.pipeline import (
+    check_config_references,
+    grid_runs,
+    ConfigProblem,
+)
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+try:
+    check_config_references(config)
+except ConfigProblem as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+RESULTS = "results"
+FIGURES = "figures"
+RUNS = grid_runs(config)  # list of (model, task, method, seed), main grid + ablation
+
+
+wildcard_constraints:
+    model=r"[\w.-]+",
+    task=r"[\w.-]+",
+    method=r"[\w.-]+",
+    seed=r"\d+",
+
+
+def run_dir(wildcards):
+    return f"{RESULTS}/runs/{wildcards.model}/{wildcards.task}/{wildcards.method}/seed{wildcards.seed}"
+
+
+def base_model_path(wildcards):
+    """A tiny/pretrained model's base checkpoint is built by a rule; an hf model is used as named."""
+    spec = config["models"][wildcards.model]
+    if spec["kind"] == "hf":
+        return spec["path"]
+    return f"{RESULTS}/models/{wildcards.model}/base"
+
+
+def base_model_input(wildcards):
+    spec = config["models"][wildcards.model]
+    return [] if spec["kind"] == "hf" else [f"{RESULTS}/models/{wildcards.model}/base"]
+
+
+def method_spec(name):
+    return {**config["methods"], **config["ablation"]["methods"]}[name]
+
+
+def evaluated_runs():
+    """Every evaluation target: each trained run plus the base model once per model x task."""
+    outs = [
+        f"{RESULTS}/eval/{m}/{t}/{meth}/seed{s}/results.json" for (m, t, meth, s) in RUNS
+    ]
+    outs.extend(
+        f"{RESULTS}/eval/{m}/{t}/base/seed0/results.json" for m in config["models"] for t in config["tasks"]
+    )
+    return sorted(set(outs))
+
+
+def all_outputs():
+    return [
+        *expand(f"{RESULTS}/tables/{{name}}.csv", name=["main_table", "ablation_table", "cost_table"]),
+        *expand(f"{FIGURES}/{{fig}}.png", fig=FIGURE_NAMES),
+    ]
+
+
+def reference_dir_input(wildcards):
+    spec = config["tasks"][wildcards.task]
+    if spec["kind"] in ("science", "tooluse") and spec.get("source", "reference") == "reference":
+        return [f"{RESULTS}/data/reference"]
+    return []
+
+
+def train_config(wildcards, threads):
+    from scsdpo_verl.pipeline import effective_train_config
+
+    return effective_train_config(
+        config,
+        model_path=base_model_path(wildcards),
+        task=wildcards.task,
+        method=wildcards.method,
+        seed=int(wildcards.seed),
+        run_dir=run_dir(wildcards),
+        train_path=f"{RESULTS}/data/{wildcards.task}/train.parquet",
+        val_path=f"{RESULTS}/data/{wildcards.task}/test.parquet",
+        threads=threads,
+    )
+
+
+def verl_overrides(wildcards):
+    """Hydra overrides of one verl run (method variant, seed, cluster shape, user extras), space-joined."""
+    spec = method_spec(wildcards.method)
+    overrides = [f"data.seed={wildcards.seed}"]
+    policy_loss = "actor_rollout_ref.actor.policy_loss"
+    if spec["algorithm"] == "sc_sdpo":
+        overrides.append(f"{policy_loss}.sc_exponent={spec.get('exponent', 0.5)}")
+        overrides.append(f"{policy_loss}.sc_normalize={spec.get('normalize', 'batch_mean')}")
+    overrides.append(f"trainer.nnodes={config['verl']['nodes']}")
+    overrides.append(f"trainer.n_gpus_per_node={config['verl']['gpus_per_node']}")
+    overrides.extend(config["verl"]["overrides"])
+    return " ".join(f"'{o}'" for o in overrides)
+
+
+def results_dir_of(summary_path):
+    """results/ from results/runs/{model}/{task}/{method}/seed{seed}/summary.json."""
+    return str(Path(summary_path).parents[5])
+
+
+def eval_model_input(wildcards):
+    if wildcards.method == "base":
+        return base_model_input(wildcards)
+    return [f"{run_dir(wildcards)}/final"]
+
+
+def eval_model_path(wildcards):
+    if wildcards.method == "base":
+        return base_model_path(wildcards)
+    return f"{run_dir(wildcards)}/final"

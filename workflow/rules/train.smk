@@ -1,0 +1,55 @@
+# RL training: one job per (model, task, method, seed). The backend comes from the config.
+
+
+if config["backend"] == "local":
+
+    rule train:
+        """The local small-model trainer; resumes from the run's last checkpoint after an interruption."""
+        input:
+            base_model_input,
+            train=f"{RESULTS}/data/{{task}}/train.parquet",
+            test=f"{RESULTS}/data/{{task}}/test.parquet",
+        output:
+            final=directory(f"{RESULTS}/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}/final"),
+            summary=f"{RESULTS}/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}/summary.json",
+        params:
+            # the effective config is a param: changing it re-runs the job (never reuses stale results)
+            train_config=lambda wildcards, threads: train_config(wildcards, threads),
+        threads: 1
+        log:
+            f"{RESULTS}/logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
+        conda:
+            "../../envs/cpu.yaml"
+        script:
+            "../scripts/train_local.py"
+
+else:
+
+    rule train:
+        """verl 0.9.1 + the scsdpo plugin; on SLURM, Ray spans the job's nodes (workflow/scripts/ray_slurm.sh)."""
+        input:
+            train=f"{RESULTS}/data/{{task}}/train.parquet",
+            test=f"{RESULTS}/data/{{task}}/test.parquet",
+        output:
+            final=directory(f"{RESULTS}/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}/final"),
+            summary=f"{RESULTS}/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}/summary.json",
+        params:
+            run_dir=run_dir,
+            model_path=base_model_path,
+            algorithm=lambda wildcards: method_spec(wildcards.method)["algorithm"],
+            overrides=lambda wildcards: verl_overrides(wildcards),
+            launcher=workflow.source_path("../scripts/ray_slurm.sh"),
+        resources:
+            nodes=config["verl"]["nodes"],
+            gpus_per_node=config["verl"]["gpus_per_node"],
+        log:
+            f"{RESULTS}/logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
+        conda:
+            "../../envs/gpu.yaml"
+        shell:
+            "bash {params.launcher} {params.algorithm} {params.run_dir} {output.final} {output.summary} "
+            "data.train_files={input.train} data.val_files={input.test} "
+            "actor_rollout_ref.model.path={params.model_path} trainer.default_local_dir={params.run_dir} "
+            "{params.overrides} > {log} 2>&1"
+
+

@@ -1,0 +1,22 @@
+"""Rule base_model: tokenizer + tiny model + warm start (logic: scsdpo_verl.local.models.make_base)."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from scsdpo_verl.local.models import make_base
+
+smk = snakemake  # noqa: F821
+logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
+settings = smk.params.settings
+report = make_base(
+    smk.params.spec["name"],
+    smk.output.model,
+    sft_steps=settings["warm_start_steps"],
+    eval_questions=settings["report_questions"],
+    seed=settings["seed"],
+    threads=smk.threads,
+)
+shutil.copyfile(Path(smk.output.model) / "base_report.json", smk.output.report)
+logging.info("base model report: %s", json.dumps(report))
