@@ -6,7 +6,6 @@ Everything here is importable and tested (tests/test_pipeline.py); the rule scri
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Mapping

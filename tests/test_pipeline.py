@@ -44,9 +44,9 @@ def test_grid_runs_main_grid_plus_ablation():
         ({"train": {"seed": 3}}, "train.seed"),
         ({"train": {"total_step": 3}}, "unknown config key 'total_step'"),
         ({"train": {"lr": -1.0}}, "'lr' must be > 0"),
-        ({"models": {"big": {"kind": "hf", "path": "Qwen/Qwen3-8B"}}}, "models.big"),
-        ({"tasks": {"chem": {"kind": "science", "source": "reference"}}}, "tasks.chem.domain"),
-        ({"tasks": {"tool": {"kind": "tooluse", "source": "local"}}}, "tasks.tool.train_file"),
+        ({"models": {"big": {"kind": "hf", "path": "Qwen/Qwen3-8B"}}, "ablation": {}}, "models.big"),
+        ({"tasks": {"chem": {"kind": "science", "source": "reference"}}, "ablation": {}}, "tasks.chem.domain"),
+        ({"tasks": {"tool": {"kind": "tooluse", "source": "local"}}, "ablation": {}}, "tasks.tool.train_file"),
     ],
 )
 def test_config_problems_name_the_key(changes, match):
@@ -115,13 +115,13 @@ def test_reference_splits_mismatch_or_missing_names_the_file_and_leaves_nothing(
 
     clone, _ = _pinned_fixture_clone(tmp_path, monkeypatch)
     (clone / "datasets/tooluse/test.json").write_bytes(b"tampered")
-    with pytest.raises(ReferenceDataError, match="tooluse/test.json: SHA-256"):
+    with pytest.raises(ReferenceDataError, match=r"tooluse/test\.json: SHA-256"):
         obtain_reference_splits(tmp_path / "out", local_dir=clone)
     assert not (tmp_path / "out").exists()
     (clone / "datasets/tooluse/test.json").unlink()
-    with pytest.raises(ReferenceDataError, match="tooluse/test.json: reference file is missing"):
+    with pytest.raises(ReferenceDataError, match=r"tooluse/test\.json: reference file is missing"):
         obtain_reference_splits(tmp_path / "out", local_dir=clone)
-    with pytest.raises(ConfigProblem, match="reference_data.commit"):
+    with pytest.raises(ConfigProblem, match=r"reference_data\.commit"):
         obtain_reference_splits(tmp_path / "out", local_dir=clone, commit="deadbeef")
 
 
@@ -129,7 +129,7 @@ def test_reference_splits_download_uses_pinned_commit_urls(tmp_path, monkeypatch
     from scsdpo_verl.pipeline import obtain_reference_splits
     from scsdpo_verl.tasks.reference import REFERENCE_COMMIT
 
-    clone, files = _pinned_fixture_clone(tmp_path, monkeypatch)
+    _, files = _pinned_fixture_clone(tmp_path, monkeypatch)
     urls = []
 
     def fake_download(url, dest):

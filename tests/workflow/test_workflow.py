@@ -4,7 +4,6 @@ The end-to-end smoke run is in test_smoke.py.
 """
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path

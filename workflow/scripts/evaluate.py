@@ -8,7 +8,7 @@ from scsdpo_verl.eval.runner import lm_eval_task_name, run_lm_eval
 
 smk = snakemake  # noqa: F821
 logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
-sys.stderr = open(smk.log[0], "a")
+sys.stderr = open(smk.log[0], "a")  # noqa: SIM115  (lives as long as the job)
 settings = smk.params.settings
 spec = smk.params.task_spec
 results = run_lm_eval(
