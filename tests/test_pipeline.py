@@ -1,6 +1,7 @@
 """The workflow glue: config cross-checks, the run grid, run-dir preparation (stale results moved aside)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -139,3 +140,34 @@ def test_reference_splits_download_uses_pinned_commit_urls(tmp_path, monkeypatch
 
     obtain_reference_splits(tmp_path / "out", download=fake_download)
     assert len(urls) == 2 and all(REFERENCE_COMMIT in u for u in urls)
+
+
+SDPO_FIXTURE_CLONE = Path(__file__).resolve().parent / "tasks" / "fixtures" / "sdpo"
+
+
+def test_task_data_from_reference_splits_checks_pinned_counts(tmp_path, monkeypatch):
+    from scsdpo_verl.pipeline import write_task_data
+    from scsdpo_verl.tasks import reference
+    from scsdpo_verl.tasks.schema import read_parquet
+
+    spec = {"kind": "science", "source": "reference", "domain": "Chemistry"}
+    # the tiny fixture clone does not have the reference's 1890/210 chemistry rows: a loud error naming the file
+    with pytest.raises(reference.ReferenceDataError, match=r"chemistry/train\.json: 3 rows .* has 1890"):
+        write_task_data(spec, tmp_path / "train.parquet", tmp_path / "test.parquet", reference_dir=SDPO_FIXTURE_CLONE)
+    monkeypatch.setitem(reference.PINNED_SPLIT_COUNTS, ("chemistry", "train"), 3)
+    monkeypatch.setitem(reference.PINNED_SPLIT_COUNTS, ("chemistry", "test"), 1)
+    counts = write_task_data(spec, tmp_path / "train.parquet", tmp_path / "test.parquet",
+                             reference_dir=SDPO_FIXTURE_CLONE)
+    assert counts == {"train": 3, "test": 1}
+    rows = read_parquet(tmp_path / "train.parquet")
+    assert {r["data_source"] for r in rows} == {"sciknoweval/chemistry"}
+    assert rows[0]["prompt"][0]["role"] == "system"  # the row's own system prompt, kept
+
+
+def test_task_data_synthetic_is_deterministic(tmp_path):
+    from scsdpo_verl.pipeline import write_task_data
+
+    spec = {"kind": "synthetic_tooluse", "train_size": 20, "test_size": 5}
+    write_task_data(spec, tmp_path / "a_train.parquet", tmp_path / "a_test.parquet")
+    write_task_data(spec, tmp_path / "b_train.parquet", tmp_path / "b_test.parquet")
+    assert (tmp_path / "a_train.parquet").read_bytes() == (tmp_path / "b_train.parquet").read_bytes()
