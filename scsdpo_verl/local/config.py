@@ -46,7 +46,7 @@ class TrainConfig:
     exponent: float = 0.5  # SC weight [p(1-p)]^exponent; 0 gives plain SDPO
     normalize: str = "batch_mean"  # none | batch_mean | batch_max | batch_sum
     # --- one step: Q questions x n rollouts ---
-    total_steps: int = 30
+    total_steps: int = 25
     questions_per_step: int = 8
     rollouts_per_question: int = 8
     max_new_tokens: int = 64

@@ -46,9 +46,9 @@ def test_lint_is_clean(tmp_path):
 @pytest.mark.parametrize(
     ("configfile", "profile", "expected"),
     [
-        # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 2 x 2 = 28 runs; eval 28 + base 2 x 2
+        # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 1 x 2 = 26 runs; eval 26 + base 2 x 2
         ("config/default.yaml", None,
-         {"task_data": 2, "base_model": 2, "train": 28, "evaluate": 32, "tables": 1, "figures": 1, "all": 1}),
+         {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1, "all": 1}),
         # 1 x 2 x 3 x 1 + ablation 1 = 7 runs; eval 7 + base 1 x 2
         ("config/smoke.yaml", None,
          {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 9, "tables": 1, "figures": 1, "all": 1}),

@@ -9,7 +9,7 @@ rule base_model:
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
         settings=config["base_model"],
-    threads: 2
+    threads: 1
     log:
         f"{RESULTS}/logs/base_model/{{model}}.log",
     conda:
