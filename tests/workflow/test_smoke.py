@@ -28,9 +28,9 @@ def _snakemake(workdir, *args, configfile=REPO / "config/smoke.yaml", check=True
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    _snakemake(workdir, "--cores", "2")
+def smoke_run(smoke_local_run):
+    """The smoke DAG, run once per session (tests/conftest.py) and shared with the SLURM comparison."""
+    workdir, _ = smoke_local_run
     return workdir
 
 
@@ -44,8 +44,10 @@ def test_all_tables_figures_and_report(smoke_run):
         assert (smoke_run / "figures" / f"{name}.pdf").stat().st_size > 1000
     main = pd.read_csv(tables / "main_table.csv")
     assert {"base", "grpo", "sdpo", "sc_sdpo"} <= set(main["method"])
-    _snakemake(smoke_run, "--report", str(smoke_run / "results" / "report.html"))
-    html = (smoke_run / "results" / "report.html").read_text(errors="replace")
+    # the report goes outside results/ so the shared run's outputs stay comparable with the SLURM run's
+    report = smoke_run.parent / f"{smoke_run.name}-report.html"
+    _snakemake(smoke_run, "--report", str(report))
+    html = report.read_text(errors="replace")
     assert "fig1_learnability" in html and "main_table" in html
 
 
