@@ -1,6 +1,6 @@
 """The objectives of GRPO, SDPO and SC-SDPO: torch only, no framework imports, one home for every formula."""
 
-from .advantages import grpo_advantages
+from .advantages import clipped_policy_loss, grpo_advantages
 from .aggregate import AGG_MODES, aggregate_loss
 from .distill import (
     entropy_from_logits,
@@ -30,6 +30,7 @@ __all__ = [
     "aggregate_loss",
     "build_teacher_prompt",
     "build_teacher_prompts",
+    "clipped_policy_loss",
     "closed_form_scale",
     "ema_update_",
     "entropy_from_logits",

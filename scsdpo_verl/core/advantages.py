@@ -44,3 +44,23 @@ def grpo_advantages(
     if norm_by_std:
         advantages = advantages / (std[index] + eps)
     return advantages
+
+
+def clipped_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_ratio_low: float = 0.2,
+    clip_ratio_high: float = 0.28,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO/GRPO clipped surrogate per token: ``max(-A rho, -A clip(rho, 1 - eps_lo, 1 + eps_hi))``.
+
+    ``rho = exp(logp - old_logp)``. Shapes: logprobs, old_logprobs [B, T]; advantages [B, T] or [B, 1].
+    Returns (per_token_loss [B, T], clipped [B, T] float: 1 where the clip changed rho). Aggregate with
+    ``aggregate_loss``. On-policy (old = current, detached) rho is exactly 1 and the gradient is ``-A grad logp``.
+    """
+    ratio = torch.exp(logprobs - old_logprobs)
+    clipped_ratio = ratio.clamp(1 - clip_ratio_low, 1 + clip_ratio_high)
+    per_token_loss = torch.maximum(-advantages * ratio, -advantages * clipped_ratio)
+    return per_token_loss, (ratio != clipped_ratio).float()

@@ -1,5 +1,7 @@
 """Task rows in, token ids and scores out: the glue between ``scsdpo_verl.tasks`` and the local trainer.
 
+maj@k uses ``scsdpo_verl.eval.majority.exact_majority_accuracy`` (the same vote the evaluation reports).
+
 A row is verl's RL parquet row: ``{data_source, prompt: [chat messages], ability,
 reward_model: {style, ground_truth}, extra_info: {index, split, difficulty, question_id, solution}}``.
 """
@@ -81,18 +83,3 @@ def score_responses(rows: Sequence[dict[str, Any]], texts: Sequence[str]) -> lis
         compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row.get("extra_info"))
         for row, text in zip(rows, texts, strict=True)
     ]
-
-
-def majority_vote_acc(preds: Sequence[Any], accs: Sequence[float]) -> float:
-    """maj@k of one question: the acc of the first response carrying the most frequent ``pred``.
-
-    Ties go to the prediction seen first (an exact vote over the k samples; verl's bootstrap variant
-    averages this over resamples).
-    """
-    counts: dict[Any, int] = {}
-    for pred in preds:
-        key = "" if pred is None else str(pred)
-        counts[key] = counts.get(key, 0) + 1
-    winner = max(counts, key=lambda key: counts[key])  # max keeps the first of equal counts (insertion order)
-    first = next(i for i, pred in enumerate(preds) if ("" if pred is None else str(pred)) == winner)
-    return float(accs[first])

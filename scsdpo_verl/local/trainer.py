@@ -34,6 +34,7 @@ from tqdm import tqdm
 from scsdpo_verl.core import (
     aggregate_loss,
     build_teacher_prompts,
+    clipped_policy_loss,
     ema_update_,
     entropy_from_logits,
     group_pass_rates,
@@ -43,6 +44,7 @@ from scsdpo_verl.core import (
     self_distillation_loss,
     token_logprobs,
 )
+from scsdpo_verl.eval.majority import exact_majority_accuracy
 
 from . import checkpoint
 from .config import ConfigError, TrainConfig
@@ -51,7 +53,6 @@ from .data import (
     encode_chat,
     last_user_text,
     load_rows,
-    majority_vote_acc,
     read_rows,
     score_responses,
     with_last_user_message,
@@ -139,14 +140,13 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
     t_teacher = 0.0
     if cfg.method == "grpo":
         advantages = grpo_advantages(rewards, group_ids, norm_by_std=cfg.norm_adv_by_std)[:, None]  # [B, 1]
-        ratio = torch.exp(logprobs - old_logprobs)
-        clipped = ratio.clamp(1 - cfg.clip_ratio_low, 1 + cfg.clip_ratio_high)
-        per_token_loss = torch.maximum(-advantages * ratio, -advantages * clipped)
+        per_token_loss, pg_clipfrac = clipped_policy_loss(
+            logprobs, old_logprobs, advantages, clip_ratio_low=cfg.clip_ratio_low, clip_ratio_high=cfg.clip_ratio_high)
         loss = aggregate_loss(per_token_loss, response_mask, mode=cfg.loss_agg_mode)
         metrics["critic/advantages/mean"] = masked_mean(advantages.expand_as(response_mask), response_mask)
         metrics["critic/advantages/max"] = float(advantages.max())
         metrics["critic/advantages/min"] = float(advantages.min())
-        metrics["actor/pg_clipfrac"] = masked_mean((ratio != clipped).float(), response_mask)
+        metrics["actor/pg_clipfrac"] = masked_mean(pg_clipfrac, response_mask)
     else:
         t0 = time.perf_counter()
         # the teacher sees a successful sibling's answer (never the sample's own) in its user message
@@ -251,7 +251,7 @@ def validate(cfg: TrainConfig, policy, tokenizer, rows: list[dict], prompt_cache
             accs = [float(s["acc"]) for s in group]
             stats = per_source.setdefault(row["data_source"], {"mean": [], "maj": []})
             stats["mean"].append(sum(accs) / k)
-            stats["maj"].append(majority_vote_acc([s.get("pred") for s in group], accs))
+            stats["maj"].append(exact_majority_accuracy([s.get("pred") for s in group], accs))
     metrics = {}
     for source, stats in per_source.items():
         metrics[f"val-core/{source}/acc/mean@{k}"] = sum(stats["mean"]) / len(stats["mean"])

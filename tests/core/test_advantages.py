@@ -69,3 +69,19 @@ def test_matches_verl_core_algos(norm):
         token_rewards, torch.ones(24, 5), uid, epsilon=1e-6, norm_adv_by_std_in_grpo=norm
     )
     torch.testing.assert_close(grpo_advantages(rewards, uid, norm_by_std=norm), verl_adv[:, 0])
+
+
+def test_clipped_policy_loss_hand_worked():
+    from scsdpo_verl.core import clipped_policy_loss
+
+    old = torch.zeros(1, 4, dtype=torch.float64)
+    # rho = 1.5, 0.5, 1.5, 1.0 with advantages +1, +1, -1, +2
+    logp = torch.log(torch.tensor([[1.5, 0.5, 1.5, 1.0]], dtype=torch.float64)).requires_grad_(True)
+    adv = torch.tensor([[1.0, 1.0, -1.0, 2.0]], dtype=torch.float64)
+    loss, clipped = clipped_policy_loss(logp, old, adv, clip_ratio_low=0.2, clip_ratio_high=0.28)
+    # +A, rho 1.5 -> min(1.5, 1.28) = 1.28; +A, rho 0.5 -> 0.5 (unclipped side wins); -A, rho 1.5 -> 1.5; rho 1 -> 2
+    torch.testing.assert_close(loss, torch.tensor([[-1.28, -0.5, 1.5, -2.0]], dtype=torch.float64))
+    assert clipped.tolist() == [[1.0, 1.0, 1.0, 0.0]]
+    loss.sum().backward()
+    # gradient flows only where the unclipped term is selected: d(-A rho)/dlogp = -A rho
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, -0.5, 1.5, -2.0]], dtype=torch.float64))

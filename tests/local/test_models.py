@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from scsdpo_verl.eval.majority import exact_majority_accuracy as majority_vote_acc
 from scsdpo_verl.local import models
-from scsdpo_verl.local.data import check_rows, encode_chat, majority_vote_acc, with_last_user_message
+from scsdpo_verl.local.data import check_rows, encode_chat, with_last_user_message
 
 from .conftest import fake_rows
 
