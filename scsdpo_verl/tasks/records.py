@@ -84,3 +84,19 @@ class FilterReport:
     def log(self) -> None:
         logger.info("%s: read %d, kept %d, dropped %s", self.source, self.read, self.kept,
                     dict(self.dropped) or "none")
+
+
+def detect_format_by_keys(path: str | Path, formats: dict[str, tuple[str, tuple[str, ...]]]) -> str:
+    """The first format whose required keys the file's first record has; a clear error naming the file if none.
+
+    ``formats`` maps a format name to (label for messages, required keys), in the order to try them.
+    """
+    records = read_records(path)
+    if not records:
+        raise data_error(path, None, None, "empty file; cannot detect its format")
+    keys = set(records[0])
+    for name, (_, required) in formats.items():
+        if set(required) <= keys:
+            return name
+    expected = " nor ".join(f"{label} ({', '.join(required)})" for label, required in formats.values())
+    raise data_error(path, 0, None, f"neither {expected} keys; found {sorted(keys)}")

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from scsdpo_verl.tasks.records import FilterReport, read_records, require
+from scsdpo_verl.tasks.records import FilterReport, detect_format_by_keys, read_records, require
 from scsdpo_verl.tasks.reference import check_split_count
 from scsdpo_verl.tasks.schema import data_error, make_row
 
@@ -267,17 +267,9 @@ def load_sdpo_science(
 
 def detect_format(path: str | Path) -> str:
     """``"sciknoweval"`` (keys answerKey, choices) or ``"sdpo"`` (keys idx, answer, prompt) from the first record."""
-    path = Path(path)
-    records = read_records(path)
-    if not records:
-        raise data_error(path, None, None, "empty file; cannot detect its format")
-    keys = set(records[0])
-    if {"answerKey", "choices"} <= keys:
-        return "sciknoweval"
-    if {"idx", "answer", "prompt"} <= keys:
-        return "sdpo"
-    raise data_error(path, 0, None, f"neither SciKnowEval (answerKey, choices) nor SDPO (idx, answer, prompt) "
-                     f"keys; found {sorted(keys)}")
+    return detect_format_by_keys(
+        path, {"sciknoweval": ("SciKnowEval", ("answerKey", "choices")), "sdpo": ("SDPO", ("idx", "answer", "prompt"))}
+    )
 
 
 def sdpo_split_files(root: str | Path, split: str, domains: Sequence[str] | None = None) -> list[Path]:

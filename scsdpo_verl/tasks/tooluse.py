@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scsdpo_verl.tasks.records import FilterReport, read_records, require
+from scsdpo_verl.tasks.records import FilterReport, detect_format_by_keys, read_records, require
 from scsdpo_verl.tasks.reference import check_split_count
 from scsdpo_verl.tasks.schema import data_error, make_row
 
@@ -321,17 +321,9 @@ def load_sdpo_tooluse(
 
 def detect_format(path: str | Path) -> str:
     """``"sdpo"`` (keys prompt/answer) or ``"toolalpaca"`` (keys Name/NLDocumentation) from the first record."""
-    path = Path(path)
-    records = read_records(path)
-    if not records:
-        raise data_error(path, None, None, "empty file; cannot detect its format")
-    keys = set(records[0])
-    if {"prompt", "answer"} <= keys:
-        return "sdpo"
-    if {"Name", "NLDocumentation"} <= keys:
-        return "toolalpaca"
-    raise data_error(path, 0, None, f"neither SDPO (prompt, answer) nor ToolAlpaca (Name, NLDocumentation) keys; "
-                     f"found {sorted(keys)}")
+    return detect_format_by_keys(
+        path, {"sdpo": ("SDPO", ("prompt", "answer")), "toolalpaca": ("ToolAlpaca", ("Name", "NLDocumentation"))}
+    )
 
 
 def sdpo_split_file(root: str | Path, split: str) -> Path:
