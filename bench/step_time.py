@@ -12,6 +12,8 @@ noisy (+-10 % or worse): read ratios, not absolute numbers, and rerun when the m
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import os
 import statistics
 import sys
@@ -23,7 +25,16 @@ from pathlib import Path
 import torch
 
 from scsdpo_verl.local.config import TrainConfig
-from scsdpo_verl.local.trainer import train
+from scsdpo_verl.local.data import load_rows
+from scsdpo_verl.local.models import load_pretrained
+from scsdpo_verl.local.trainer import (
+    PromptCache,
+    question_indices,
+    step_generator,
+    train,
+    train_step,
+    warmup_then_constant,
+)
 
 METHODS = ("grpo", "sdpo", "sc_sdpo")
 
@@ -42,6 +53,41 @@ def our_step_times(method: str, args: argparse.Namespace, work: Path, round_inde
              for r in records[1:]]
     reprompt = statistics.mean(r.get("self_distillation/reprompt_sample_fraction", 0.0) for r in records)
     return times, reprompt
+
+
+def paired_step_times(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]:
+    """Step metrics of every method stepping from the *same* weights on the *same* batch, ``--paired`` rounds.
+
+    Each round restores the initial policy, teacher and a fresh optimizer before each method and seeds the
+    rollout generator alike, so sdpo and sc_sdpo sample identical rollouts and differ only in the weights:
+    their per-round time ratio isolates the cost of the SC weights from response-length drift. Round 0 warms
+    up and is dropped; the method order rotates every round.
+    """
+    cfg = TrainConfig(model_path=args.model_path, task=args.task, run_dir=str(work / "paired"), seed=args.seed,
+                      threads=args.threads, questions_per_step=args.questions, rollouts_per_question=args.rollouts,
+                      max_new_tokens=args.max_new_tokens, lr=args.lr, progress_bar=False)
+    torch.set_num_threads(args.threads)
+    policy, tokenizer = load_pretrained(args.model_path)
+    teacher = copy.deepcopy(policy).eval().requires_grad_(False)
+    initial_policy, initial_teacher = copy.deepcopy(policy.state_dict()), copy.deepcopy(teacher.state_dict())
+    rows = load_rows(args.task, 256, args.seed, "train")
+    prompt_cache = PromptCache(tokenizer)
+    records: dict[str, list[dict]] = {m: [] for m in METHODS}
+    for round_index in range(args.paired + 1):
+        indices = question_indices(round_index * args.questions, args.questions, len(rows), args.seed)
+        shift = round_index % len(METHODS)
+        for method in METHODS[shift:] + METHODS[:shift]:
+            policy.load_state_dict(initial_policy)
+            teacher.load_state_dict(initial_teacher)
+            optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                          weight_decay=cfg.weight_decay)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(cfg.warmup_steps))
+            metrics = train_step(dataclasses.replace(cfg, method=method), policy, None if method == "grpo" else teacher,
+                                 optimizer, scheduler, tokenizer, [rows[i] for i in indices], indices, prompt_cache,
+                                 step_generator(args.seed, round_index, 0))
+            if round_index > 0:
+                records[method].append(metrics)
+    return records
 
 
 def trl_step_times(args: argparse.Namespace, work: Path) -> tuple[list[float], float]:
@@ -124,6 +170,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--paired", type=int, default=12,
+                        help="rounds of the paired measurement (all methods from the same state and batch)")
     parser.add_argument("--skip-trl", action="store_true")
     args = parser.parse_args()
 
@@ -136,6 +184,7 @@ def main() -> None:
                 step_times, fraction = our_step_times(method, args, work, round_index)
                 times[method] += step_times
                 reprompt[method].append(fraction)
+        paired = paired_step_times(args, work) if args.paired else {}
         trl = trl_step_times(args, work) if not args.skip_trl else ([], float("nan"))
 
     def med(method: str, key: str = "timing_s/step") -> float:
@@ -161,6 +210,18 @@ def main() -> None:
           f"cost {overhead * 1e3:.3f} ms = {overhead / median['sdpo']:.1e} of an sdpo step, the rest is noise and "
           f"response-length drift)")
     print(f"ratio sdpo/grpo    = {median['sdpo'] / median['grpo']:.3f}   (bar <= 1.5)")
+    if paired:
+        step = {m: [r["timing_s/step"] for r in paired[m]] for m in METHODS}
+        same = all(a["response_length/mean"] == b["response_length/mean"]
+                   for a, b in zip(paired["sdpo"], paired["sc_sdpo"], strict=True))
+        print(f"paired ({args.paired} rounds, every method from the same weights and batch; identical rollouts "
+              f"for sdpo and sc_sdpo: {same}): median step grpo {statistics.median(step['grpo']):.3f} s, "
+              f"sdpo {statistics.median(step['sdpo']):.3f} s, sc_sdpo {statistics.median(step['sc_sdpo']):.3f} s")
+        print(f"paired ratio sc_sdpo/sdpo = "
+              f"{statistics.median(a / b for a, b in zip(step['sc_sdpo'], step['sdpo'], strict=True)):.3f}   "
+              f"(median of per-round ratios; bar <= 1.01)")
+        print(f"paired ratio sdpo/grpo    = "
+              f"{statistics.median(a / b for a, b in zip(step['sdpo'], step['grpo'], strict=True)):.3f}   (bar <= 1.5)")
     if trl[0]:
         print(f"ratio ours sdpo / TRL SDPO = {median['sdpo'] / statistics.median(trl[0]):.3f}   (bar <= 1.0)")
     sys.stdout.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 
 import pytest
 import torch
@@ -38,7 +39,7 @@ def test_tokenizer_specials_template_and_round_trip(tokenizer):
 @pytest.mark.parametrize(("name", "model_type"), [("qwen3-tiny", "qwen3"), ("olmo3-tiny", "olmo3")])
 def test_tiny_models_have_the_planned_size_and_load_offline(tokenizer, tmp_path, monkeypatch, name, model_type):
     model = models.build_tiny_model(name, tokenizer)
-    assert 2_000_000 <= models.num_parameters(model) <= 5_000_000
+    assert 500_000 <= models.num_parameters(model) <= 2_000_000
     assert model.config.vocab_size == models.VOCAB_SIZE and model.config.model_type == model_type
     models.save_checkpoint_dir(model, tokenizer, tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -49,16 +50,47 @@ def test_tiny_models_have_the_planned_size_and_load_offline(tokenizer, tmp_path,
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
 
 
-def test_warm_start_lowers_the_loss(tokenizer):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_warm_start_lowers_the_loss(tokenizer, bf16):
     torch.set_num_threads(1)
     model = models.build_tiny_model("qwen3-tiny", tokenizer, hidden_size=32, intermediate_size=64,
                                     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
-    losses = models.warm_start(model, tokenizer, fake_rows(64, 0), steps=12, batch_size=16, lr=1e-2, log_every=0)
+    losses = models.warm_start(model, tokenizer, fake_rows(64, 0), steps=12, batch_size=16, lr=1e-2, log_every=0,
+                               teacher_fraction=0.5, bf16=bf16)
     assert losses[-1] < 0.7 * losses[0]
+    assert model.config._attn_implementation == "sdpa" and not model.training  # restored for RL and saving
+    assert next(model.parameters()).dtype == torch.float32
     row = fake_rows(1, 0)[0]
     ids, labels = models.sft_example(tokenizer, row)
     assert len(ids) == len(labels) and labels[-1] == tokenizer.eos_token_id
     assert labels.count(-100) == len(encode_chat(tokenizer, row["prompt"]))
+
+
+def test_teacher_format_sft_example_shows_the_solution_and_trains_only_the_answer(tokenizer):
+    row = fake_rows(1, 0)[0]
+    plain_ids, plain_labels = models.sft_example(tokenizer, row)
+    ids, labels = models.sft_example(tokenizer, row, as_teacher=True)
+    prompt_text = tokenizer.decode(ids[:labels.count(-100)])
+    assert "Correct solution:" in prompt_text and row["extra_info"]["solution"] in prompt_text
+    assert prompt_text.startswith(f"<|im_start|>system\n{row['prompt'][0]['content']}<|im_end|>")  # system kept
+    # the same answer tokens are trained in both formats, nothing of the prompt is
+    assert [t for t in labels if t != -100] == [t for t in plain_labels if t != -100]
+    assert len(ids) > len(plain_ids)
+
+
+def test_length_bucketed_batches_cover_a_random_pool_without_repeats():
+    import random
+
+    lengths = [random.Random(1).randint(5, 200) for _ in range(1000)]
+    batches = models.length_bucketed_batches(lengths, 16, random.Random(0), pool_batches=8)
+    flat = [i for batch in batches for i in batch]
+    assert len(batches) == 8 and all(len(b) == 16 for b in batches) and len(set(flat)) == 128
+    # inside the pool the batches tile the sorted lengths: no two batches overlap in length range
+    spans = sorted((min(lengths[i] for i in b), max(lengths[i] for i in b)) for b in batches)
+    assert all(hi <= next_lo for (_, hi), (next_lo, _) in itertools.pairwise(spans))
+    assert batches == models.length_bucketed_batches(lengths, 16, random.Random(0), pool_batches=8)
+    short = models.length_bucketed_batches([3, 1, 2], 2, random.Random(0))  # fewer rows than a pool
+    assert sorted(i for b in short for i in b) == [0, 1, 2]
 
 
 def test_pass_rate_report_histogram():
