@@ -356,6 +356,8 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
             on_step_end(step, metrics)
     bar.close()
 
+    if not history and log_path.is_file():  # resumed after the last checkpoint: the log holds the final record
+        history = [json.loads(line) for line in log_path.read_text().splitlines() if line]
     summary = {"run_dir": str(run_dir), "steps": cfg.total_steps, "final": history[-1] if history else {},
                "final_checkpoint": str(checkpoint.latest(run_dir))}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

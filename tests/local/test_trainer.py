@@ -116,6 +116,21 @@ def test_resume_after_kill_equals_uninterrupted(fake_task, tiny_config, tmp_path
     assert [without_timing(r) for r in read_log(full.run_dir)] == [without_timing(r) for r in read_log(killed.run_dir)]
 
 
+def test_resume_after_the_last_checkpoint_still_writes_the_final_summary(fake_task, tiny_config, tmp_path):
+    cfg = tiny_config(method="grpo", total_steps=2, save_every=1, run_dir=str(tmp_path / "run"))
+
+    def kill_after_last_step(step, metrics):  # the last checkpoint is saved, summary.json is not
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_step_end=kill_after_last_step)
+    assert not (Path(cfg.run_dir) / "summary.json").exists()
+    summary = train(tiny_config(method="grpo", total_steps=2, save_every=1, run_dir=cfg.run_dir, resume=True))
+    assert summary["final"]["step"] == 2 and "val-core/fake_sum/acc/mean@2" in summary["final"]
+    assert json.loads((Path(cfg.run_dir) / "summary.json").read_text())["final"] == summary["final"]
+
+
 def test_checkpoints_load_offline_with_auto_classes(fake_task, tiny_config, monkeypatch):
     cfg = tiny_config(method="sdpo", total_steps=2, save_every=1, keep_last=1)
     train(cfg)
