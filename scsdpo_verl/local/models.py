@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import random
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -33,6 +35,8 @@ from scsdpo_verl.core import DEFAULT_TEMPLATES, build_teacher_prompt
 
 from .data import encode_chat, last_user_text, load_rows, with_last_user_message
 from .rollout import left_pad, sample
+
+logger = logging.getLogger(__name__)
 
 SYNTHETIC_TASKS = ("synthetic_science", "synthetic_tooluse")
 VOCAB_SIZE = 1024  # the synthetic corpora need ~900: every word becomes one token
@@ -203,13 +207,14 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random
 
 def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
-               bf16: bool = False, log_every: int = 50) -> list[float]:
+               bf16: bool = False, log_every: int = 50, progress_bar: bool = True) -> list[float]:
     """Next-token cross-entropy on the worked solutions (prompt tokens masked), AdamW, warmup + cosine.
 
     A ``teacher_fraction`` of the rows (a seeded choice) is rendered in the self-teacher's prompt format.
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
     optimizer): 1.7x faster per step than fp32 + sdpa on this project's AMX CPU.
-    Returns the loss of every step; deterministic for a given seed.
+    Progress: a tqdm bar and a log line every ``log_every`` steps. Returns the loss of every step;
+    deterministic for a given seed.
     """
     if steps == 0:
         return []
@@ -226,7 +231,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         model.set_attn_implementation("eager")
     model.train()
     losses, start, queue = [], time.time(), []
-    for step in range(steps):
+    bar = tqdm(range(steps), desc="warm start", disable=not progress_bar, mininterval=2.0)
+    for step in bar:
         if not queue:
             queue = length_bucketed_batches(lengths, batch_size, order_rng)
         batch = [examples[i] for i in queue.pop()]
@@ -244,8 +250,9 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"warm start step {step:4d} loss {loss.item():.3f} ({time.time() - start:.0f}s)", flush=True)
+            logger.info("warm start step %d/%d loss %.3f (%.0f s)", step + 1, steps, losses[-1], time.time() - start)
     model.set_attn_implementation(attention)
     model.eval()
     return losses
@@ -350,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.sft_steps is None:
         args.sft_steps = 0 if args.model in PRETRAINED_MODELS else 800
     report = make_base(args.model, args.out, tasks=args.tasks, sft_steps=args.sft_steps, sft_batch=args.sft_batch,

@@ -3,12 +3,14 @@
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 from scsdpo_verl.local.models import make_base
 
 smk = snakemake  # noqa: F821
-logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
+logging.basicConfig(filename=smk.log[0], level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+sys.stderr = open(smk.log[0], "a")  # noqa: SIM115  (lives as long as the job): progress bar and warnings to the log
 settings = smk.params.settings
 report = make_base(
     smk.params.spec["name"],
