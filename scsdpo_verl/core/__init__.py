@@ -1,7 +1,7 @@
 """The objectives of GRPO, SDPO and SC-SDPO: torch only, no framework imports, one home for every formula."""
 
 from .advantages import clipped_policy_loss, grpo_advantages
-from .aggregate import AGG_MODES, aggregate_loss
+from .aggregate import AGG_MODES, aggregate_loss, loss_normalizer
 from .distill import (
     entropy_from_logits,
     generalized_jsd,
@@ -38,6 +38,7 @@ __all__ = [
     "group_pass_rates",
     "grpo_advantages",
     "importance_weights",
+    "loss_normalizer",
     "monte_carlo_scale",
     "sampled_token_distillation_loss",
     "sc_sdpo_weights",

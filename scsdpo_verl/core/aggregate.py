@@ -16,6 +16,7 @@ def aggregate_loss(
     *,
     sample_weight: torch.Tensor | None = None,
     mode: AggMode = "token-mean",
+    normalizer: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scalar loss from ``per_token_loss`` [B, T] under ``mask`` [B, T], each sample's tokens scaled by ``w_i``.
 
@@ -27,6 +28,10 @@ def aggregate_loss(
     denominator), so the verl plugin can multiply the weights in and call ``agg_loss`` with the same result.
     The weight does not enter the denominators: with ``batch_mean`` SC weights (mean 1 over active samples)
     the loss scale stays SDPO's. An empty mask gives 0 (connected to the graph), never NaN.
+
+    ``normalizer`` replaces the denominator (sum_it m_it, or |S|) with one computed over a larger batch by
+    ``loss_normalizer``: with it, the losses of micro-batches sum to the loss of the whole batch, so gradient
+    accumulation reproduces the full-batch gradient.
 
     The SDPO reference effectively ran seq-mean-token-mean with samples without a teacher counted as zeros in
     the denominator; reproduce that with ``mask=response_mask`` and ``sample_weight=w * has_teacher``.
@@ -44,9 +49,19 @@ def aggregate_loss(
             raise ValueError(f"sample_weight must be [B]={per_token_loss.shape[0]}, got {tuple(sample_weight.shape)}")
         loss = loss * sample_weight.detach().to(loss.dtype).unsqueeze(-1)
     tokens_per_seq = mask.sum(-1)
+    denominator = loss_normalizer(mask, mode) if normalizer is None else normalizer
     if mode == "token-mean":
-        return loss.sum() / mask.sum().clamp_min(1)
+        return loss.sum() / denominator
     seq_loss = loss.sum(-1)
     if mode == "seq-mean-token-mean":
         seq_loss = seq_loss / tokens_per_seq.clamp_min(1)
-    return seq_loss.sum() / (tokens_per_seq > 0).sum().clamp_min(1)
+    return seq_loss.sum() / denominator
+
+
+def loss_normalizer(mask: torch.Tensor, mode: AggMode = "token-mean") -> torch.Tensor:
+    """The denominator ``aggregate_loss`` divides by, for ``mask`` [B, T]: the number of masked-in tokens
+    (token-mean) or of sequences with >= 1 such token (seq-mean-*); at least 1. Scalar tensor."""
+    if mode not in AGG_MODES:
+        raise ValueError(f"mode must be one of {AGG_MODES}, got {mode!r}")
+    count = mask.sum() if mode == "token-mean" else (mask.sum(-1) > 0).sum()
+    return count.to(torch.promote_types(mask.dtype, torch.float32)).clamp_min(1)

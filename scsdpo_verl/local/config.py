@@ -50,6 +50,9 @@ class TrainConfig:
     questions_per_step: int = 8
     rollouts_per_question: int = 8
     max_new_tokens: int = 64
+    # rollouts per forward/backward (gradient accumulation, same gradient); 0 = the whole batch at once.
+    # Bounds memory on real vocabularies: 64 rollouts of SmolLM2-135M (V=49152) need > 24 GB at once
+    micro_batch_size: int = 0
     temperature: float = 1.0
     top_p: float = 1.0
     success_threshold: float = 0.5  # a rollout is a success when its score >= this (0/1 rewards)
@@ -127,7 +130,7 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("total_steps", "questions_per_step", "max_new_tokens", "train_size", "val_size", "threads",
                 "topk", "val_questions", "val_k", "keep_last"):
         need(key, getattr(cfg, key) >= 1, "must be >= 1")
-    for key in ("warmup_steps", "val_every", "save_every", "seed"):
+    for key in ("warmup_steps", "val_every", "save_every", "seed", "micro_batch_size"):
         need(key, getattr(cfg, key) >= 0, "must be >= 0")
     need("rollouts_per_question", cfg.rollouts_per_question >= 2, "must be >= 2 (groups need siblings)")
     need("val_questions", cfg.val_questions <= cfg.val_size, f"must be <= val_size ({cfg.val_size})")

@@ -2,8 +2,9 @@
 
 One step (``train_step``):
   1. rollouts   Q questions x n samples from the policy (KV-cache sampling, T=1), scored by the task scorer
-  2. student    teacher-forced logits of the policy on (prompt, own response)
-  3. objective
+  2. per sample pass rates p_q over each question's n rollouts; GRPO advantages, or the teacher prompts and weights
+  3. objective  per micro-batch of ``micro_batch_size`` rollouts (all at once when 0): teacher-forced logits of the
+                policy on (prompt, own response), the loss below, backward (gradients accumulate)
      grpo       A_i = r_i - mean_group(r)                      core.grpo_advantages
                 l_it = max(-A_i rho_it, -A_i clip(rho_it, 1-eps_lo, 1+eps_hi)),  rho = pi/pi_old = 1 on-policy
      sdpo       teacher = EMA(policy) re-prompted with a successful sibling's answer (core.select_demonstrations,
@@ -11,7 +12,8 @@ One step (``train_step``):
                 l_it = JSD_alpha(pi_S || pi_T) on top-k + tail, times min(rho, is_clip)   core.self_distillation_loss
                 samples without a teacher get weight 0
      sc_sdpo    sdpo with sample weights w_i = [p_q(1-p_q)]^exponent / Z     core.group_pass_rates, sc_sdpo_weights
-     loss = core.aggregate_loss(l, response_mask, sample_weight=w)
+     loss = core.aggregate_loss(l, response_mask, sample_weight=w), divided by the whole batch's token count
+                (core.loss_normalizer) so the micro-batch gradients sum to the full-batch gradient
   4. update     AdamW (linear warmup, constant), grad-norm clip; then teacher <- (1-tau) teacher + tau policy
 All formulas live in ``scsdpo_verl.core``; this file only wires them.
 """
@@ -39,6 +41,7 @@ from scsdpo_verl.core import (
     entropy_from_logits,
     group_pass_rates,
     grpo_advantages,
+    loss_normalizer,
     sc_sdpo_weights,
     select_demonstrations,
     self_distillation_loss,
@@ -60,8 +63,10 @@ from .data import (
 from .models import load_pretrained
 from .rollout import left_pad, response_logits, sample
 
-# keys that may differ between a run and its resumption (they do not change the math of completed steps)
-RESUMABLE_KEYS = {"resume", "progress_bar", "total_steps", "save_every", "keep_last", "val_every"}
+# keys that may differ between a run and its resumption (they do not change the math of completed steps;
+# micro_batch_size only the float summation order, so an out-of-memory run can resume with smaller ones)
+RESUMABLE_KEYS = {"resume", "progress_bar", "total_steps", "save_every", "keep_last", "val_every",
+                  "micro_batch_size"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -89,6 +94,25 @@ def warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float((values * mask).sum() / mask.sum().clamp_min(1))
+
+
+class TokenMeans:
+    """Metrics averaged over the whole batch's tokens, accumulated micro-batch by micro-batch."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, float] = {}
+
+    def add(self, name: str, value_sum: float, count: float) -> None:
+        self.sums[name] = self.sums.get(name, 0.0) + value_sum
+        self.counts[name] = self.counts.get(name, 0.0) + count
+
+    def add_sum(self, name: str, value: float) -> None:  # a total, not a mean
+        self.add(name, value, 0.0)
+
+    def result(self) -> dict[str, float]:
+        return {name: total / self.counts[name] if self.counts[name] else total
+                for name, total in self.sums.items()}
 
 
 class PromptCache:
@@ -129,70 +153,96 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
     success = rewards >= cfg.success_threshold
     t_rollout = time.perf_counter()
 
-    # 2. student: log pi(y_t | x, y_<t) on the sampled tokens, with gradient
-    policy.train()
-    student_logits = response_logits(policy, prompt_ids, prompt_mask, response_ids, response_mask, cfg.temperature)
-    logprobs = token_logprobs(student_logits, response_ids)
-    old_logprobs = logprobs.detach()  # one update per batch (on-policy): pi_old = pi, so rho = 1 exactly
-
-    # 3. objective
+    # 2. per-sample quantities over the whole batch: pass rates, then GRPO advantages or teacher prompts + weights
     pass_rate = group_pass_rates(success, group_ids)
-    t_teacher = 0.0
     if cfg.method == "grpo":
         advantages = grpo_advantages(rewards, group_ids, norm_by_std=cfg.norm_adv_by_std)[:, None]  # [B, 1]
-        per_token_loss, pg_clipfrac = clipped_policy_loss(
-            logprobs, old_logprobs, advantages, clip_ratio_low=cfg.clip_ratio_low, clip_ratio_high=cfg.clip_ratio_high)
-        loss = aggregate_loss(per_token_loss, response_mask, mode=cfg.loss_agg_mode)
         metrics["critic/advantages/mean"] = masked_mean(advantages.expand_as(response_mask), response_mask)
         metrics["critic/advantages/max"] = float(advantages.max())
         metrics["critic/advantages/min"] = float(advantages.min())
-        metrics["actor/pg_clipfrac"] = masked_mean(pg_clipfrac, response_mask)
     else:
-        t0 = time.perf_counter()
         # the teacher sees a successful sibling's answer (never the sample's own) in its user message
         demonstrations = select_demonstrations(group_ids, success, texts, exclude_self=True, strip_thinking=True)
         teacher_texts, has_teacher = build_teacher_prompts(
             [last_user_text(row["prompt"]) for row in batch_rows], demonstrations,
             [s.get("feedback") for s in scores], include_feedback=cfg.include_feedback)
-        # teacher logits on the student's own response tokens; rows without a teacher keep the student's
-        # (detached) logits, a placeholder that the zero weight removes from the loss
-        teacher_logits = student_logits.detach().clone()
-        active = has_teacher.nonzero().squeeze(-1)
-        if active.numel() > 0:
-            teacher_prompts = [
-                encode_chat(tokenizer, with_last_user_message(batch_rows[i]["prompt"], teacher_texts[i]))
-                for i in active.tolist()
-            ]
-            teacher_ids, teacher_mask = left_pad(teacher_prompts, tokenizer.pad_token_id)
-            with torch.no_grad():
-                teacher_logits[active] = response_logits(teacher, teacher_ids, teacher_mask, response_ids[active],
-                                                         response_mask[active], cfg.temperature)
-        t_teacher = time.perf_counter() - t0
-        per_token_loss, sd_metrics = self_distillation_loss(
-            student_logits, teacher_logits, response_mask * has_teacher[:, None], alpha=cfg.alpha, topk=cfg.topk,
-            add_tail=cfg.add_tail, old_logprobs=old_logprobs, logprobs=logprobs, is_clip=cfg.is_clip)
         if cfg.method == "sdpo":
             weight = has_teacher.float()
         else:  # sc_sdpo: w = [p(1-p)]^exponent normalised over the samples that have a teacher
             weight = sc_sdpo_weights(pass_rate, exponent=cfg.exponent, normalize=cfg.normalize, active=has_teacher)
-        loss = aggregate_loss(per_token_loss, response_mask, sample_weight=weight, mode=cfg.loss_agg_mode)
-        metrics.update(sd_metrics)
         metrics["self_distillation/reprompt_sample_fraction"] = float(has_teacher.float().mean())
         if has_teacher.any():
             metrics["sc/weight_mean"] = float(weight[has_teacher].mean())
             metrics["sc/weight_max"] = float(weight[has_teacher].max())
             metrics["sc/weight_min"] = float(weight[has_teacher].min())
+    # each micro-batch divides by the whole batch's token (or sequence) count, so the accumulated gradient
+    # is the full-batch gradient
+    normalizer = loss_normalizer(response_mask, cfg.loss_agg_mode)
+
+    # 3. student (and teacher) forward, loss, backward: micro-batch by micro-batch (gradient accumulation)
+    policy.train()
+    token_means, loss_total, t_teacher, t_backward = TokenMeans(), 0.0, 0.0, 0.0
+    batch_size = len(group_ids)
+    micro = cfg.micro_batch_size or batch_size
+    for mb in (slice(i, i + micro) for i in range(0, batch_size, micro)):
+        mask = response_mask[mb]
+        # log pi(y_t | x, y_<t) on the sampled tokens, with gradient
+        student_logits = response_logits(policy, prompt_ids[mb], prompt_mask[mb], response_ids[mb], mask,
+                                         cfg.temperature)
+        logprobs = token_logprobs(student_logits, response_ids[mb])
+        old_logprobs = logprobs.detach()  # one update per batch (on-policy): pi_old = pi, so rho = 1 exactly
+        if cfg.method == "grpo":
+            per_token_loss, pg_clipfrac = clipped_policy_loss(
+                logprobs, old_logprobs, advantages[mb], clip_ratio_low=cfg.clip_ratio_low,
+                clip_ratio_high=cfg.clip_ratio_high)
+            loss = aggregate_loss(per_token_loss, mask, mode=cfg.loss_agg_mode, normalizer=normalizer)
+            token_means.add("actor/pg_clipfrac", float((pg_clipfrac * mask).sum()), float(mask.sum()))
+        else:
+            t0 = time.perf_counter()
+            # teacher logits on the student's own response tokens; rows without a teacher keep the student's
+            # (detached) logits, a placeholder that the zero weight removes from the loss
+            teacher_logits = student_logits.detach().clone()
+            first = mb.start
+            active = has_teacher[mb].nonzero().squeeze(-1)
+            if active.numel() > 0:
+                teacher_prompts = [
+                    encode_chat(tokenizer, with_last_user_message(batch_rows[first + i]["prompt"],
+                                                                  teacher_texts[first + i]))
+                    for i in active.tolist()
+                ]
+                teacher_ids, teacher_mask = left_pad(teacher_prompts, tokenizer.pad_token_id)
+                with torch.no_grad():
+                    teacher_logits[active] = response_logits(teacher, teacher_ids, teacher_mask,
+                                                             response_ids[mb][active], mask[active], cfg.temperature)
+            t_teacher += time.perf_counter() - t0
+            per_token_loss, sd_metrics = self_distillation_loss(
+                student_logits, teacher_logits, mask * has_teacher[mb, None], alpha=cfg.alpha, topk=cfg.topk,
+                add_tail=cfg.add_tail, old_logprobs=old_logprobs, logprobs=logprobs, is_clip=cfg.is_clip)
+            loss = aggregate_loss(per_token_loss, mask, sample_weight=weight[mb], mode=cfg.loss_agg_mode,
+                                  normalizer=normalizer)
+            sd_tokens = sd_metrics.pop("sd/num_tokens")
+            token_means.add_sum("sd/num_tokens", sd_tokens)
+            for name, value in sd_metrics.items():  # masked means over this micro-batch's teacher tokens
+                token_means.add(name, value * sd_tokens, sd_tokens)
+        t0 = time.perf_counter()
+        loss.backward()
+        t_backward += time.perf_counter() - t0
+        loss_total += float(loss.detach())
+        tokens = float(mask.sum())
+        token_means.add("actor/entropy", float((entropy_from_logits(student_logits.detach()) * mask).sum()), tokens)
+        token_means.add("training/rollout_probs_diff_mean",
+                        float(((rollout.logprobs[mb].exp() - logprobs.detach().exp()).abs() * mask).sum()), tokens)
 
     # 4. update: AdamW step with clipped gradients, then the EMA teacher follows the policy
     t0 = time.perf_counter()
-    loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     if teacher is not None:
         ema_update_(teacher, policy, rate=cfg.ema_rate)
-    t_update = time.perf_counter() - t0
+    t_update = t_backward + time.perf_counter() - t0
+    metrics.update(token_means.result())
 
     # metrics (verl's names where verl has one)
     lengths = response_mask.sum(-1)
@@ -201,17 +251,14 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
         "critic/score/mean": float(rewards.mean()),
         "critic/score/max": float(rewards.max()),
         "critic/score/min": float(rewards.min()),
-        "actor/pg_loss": float(loss.detach()),
+        "actor/pg_loss": loss_total,
         "actor/grad_norm": float(grad_norm),
-        "actor/entropy": masked_mean(entropy_from_logits(student_logits.detach()), response_mask),
         "actor/lr": float(scheduler.get_last_lr()[0]),
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),
         "response_length/min": float(lengths.min()),
         "response_length/clip_ratio": float((~(response_ids == tokenizer.eos_token_id).any(-1)).float().mean()),
         "prompt_length/mean": float(prompt_mask.sum(-1).float().mean()),
-        "training/rollout_probs_diff_mean": masked_mean((rollout.logprobs.exp() - logprobs.detach().exp()).abs(),
-                                                        response_mask),
         "sc/pass_rate_mean": float(pass_rate.mean()),
         "self_distillation/success_group_fraction": float((group_successes > 0).float().mean()),
         "self_distillation/success_sample_fraction": float(success.float().mean()),
