@@ -27,6 +27,7 @@ def test_defaults_are_valid_and_overrides_are_typed():
         (["top_p=1.5"], "'top_p' must be in (0, 1]"),
         (["val_questions=100", "val_size=10"], "'val_questions' must be <= val_size"),
         (["add_tail=maybe"], "'add_tail' must be of type bool"),
+        (["micro_batch_size=-1"], "'micro_batch_size' must be >= 0"),
         (["lr"], "must look like key=value"),
     ],
 )

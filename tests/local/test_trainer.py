@@ -163,6 +163,23 @@ def test_resume_after_the_last_checkpoint_still_writes_the_final_summary(fake_ta
     assert json.loads((Path(cfg.run_dir) / "summary.json").read_text())["final"] == summary["final"]
 
 
+def test_a_run_may_resume_with_smaller_micro_batches(fake_task, tiny_config, tmp_path):
+    """The out-of-memory case: resume a killed run with micro-batches; a changed lr is still refused."""
+    cfg = tiny_config(method="sc_sdpo", total_steps=3, save_every=1, run_dir=str(tmp_path / "run"))
+
+    def kill_after_step_1(step, metrics):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_step_end=kill_after_step_1)
+    with pytest.raises(ConfigError, match="'lr'"):
+        train(tiny_config(method="sc_sdpo", total_steps=3, save_every=1, run_dir=cfg.run_dir, resume=True, lr=0.5))
+    summary = train(tiny_config(method="sc_sdpo", total_steps=3, save_every=1, run_dir=cfg.run_dir, resume=True,
+                                micro_batch_size=3))
+    assert summary["final"]["step"] == 3
+
+
 def test_checkpoints_load_offline_with_auto_classes(fake_task, tiny_config, monkeypatch):
     cfg = tiny_config(method="sdpo", total_steps=2, save_every=1, keep_last=1)
     train(cfg)
