@@ -63,7 +63,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0
-    loss_agg_mode: str = "token-mean"
+    # the SDPO reference runs micro-batch 1, so each sample's token-mean counts once (samples without a
+    # teacher count as zeros): seq-mean-token-mean, for all three methods (the verl configs use the same)
+    loss_agg_mode: str = "seq-mean-token-mean"
     # --- GRPO ---
     clip_ratio_low: float = 0.2
     clip_ratio_high: float = 0.28

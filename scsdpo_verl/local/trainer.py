@@ -12,9 +12,12 @@ One step (``train_step``):
                 l_it = JSD_alpha(pi_S || pi_T) on top-k + tail, times min(rho, is_clip)   core.self_distillation_loss
                 samples without a teacher get weight 0
      sc_sdpo    sdpo with sample weights w_i = [p_q(1-p_q)]^exponent / Z     core.group_pass_rates, sc_sdpo_weights
-     loss = core.aggregate_loss(l, response_mask, sample_weight=w), divided by the whole batch's token count
-                (core.loss_normalizer) so the micro-batch gradients sum to the full-batch gradient
+     loss = core.aggregate_loss(l, response_mask, sample_weight=w), seq-mean-token-mean by default (each
+                sample's token-mean counts once, as in the reference's micro-batch 1), divided by the whole
+                batch's sequence count (core.loss_normalizer) so the micro-batch gradients sum to the
+                full-batch gradient
   4. update     AdamW (linear warmup, constant), grad-norm clip; then teacher <- (1-tau) teacher + tau policy
+                (both skipped when the gradient norm is not finite)
 All formulas live in ``scsdpo_verl.core``; this file only wires them.
 """
 
@@ -236,10 +239,12 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
     # 4. update: AdamW step with clipped gradients, then the EMA teacher follows the policy
     t0 = time.perf_counter()
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-    optimizer.step()
+    updated = bool(torch.isfinite(grad_norm))
+    if updated:  # a non-finite gradient skips the step and the EMA (verl and the SDPO reference do the same)
+        optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    if teacher is not None:
+    if teacher is not None and updated:
         ema_update_(teacher, policy, rate=cfg.ema_rate)
     t_update = t_backward + time.perf_counter() - t0
     metrics.update(token_means.result())
@@ -253,6 +258,7 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
         "critic/score/min": float(rewards.min()),
         "actor/pg_loss": loss_total,
         "actor/grad_norm": float(grad_norm),
+        "actor/update_skipped": float(not updated),
         "actor/lr": float(scheduler.get_last_lr()[0]),
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),

@@ -216,3 +216,27 @@ def test_one_step_on_the_real_synthetic_tasks(tiny_config, task):
     log = read_log(cfg.run_dir)
     assert f"val-core/{task}/acc/mean@2" in log[-1]
     assert math.isfinite(log[-1]["actor/pg_loss"])
+
+
+@pytest.mark.parametrize("method", ["grpo", "sc_sdpo"])
+def test_a_non_finite_gradient_skips_the_step_and_the_ema(fake_task, tiny_config, tmp_path, monkeypatch, method):
+    one_step = tiny_config(method=method, total_steps=1, run_dir=str(tmp_path / "one"))
+    train(one_step)
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def nan_on_second_step(parameters, max_norm):  # the real clip runs, but step 2's norm reads NaN
+        norm = real_clip(parameters, max_norm)
+        calls.append(1)
+        return torch.tensor(float("nan")) if len(calls) == 2 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", nan_on_second_step)
+    two_steps = tiny_config(method=method, total_steps=2, run_dir=str(tmp_path / "two"))
+    train(two_steps)
+    record = read_log(two_steps.run_dir)[-1]
+    assert record["actor/update_skipped"] == 1.0 and math.isnan(record["actor/grad_norm"])
+    assert read_log(two_steps.run_dir)[1]["actor/update_skipped"] == 0.0
+    # step 2 changed nothing: policy and teacher are step 1's (the teacher differs from the policy there,
+    # so an EMA step toward it would show)
+    assert_same_weights(final_weights(one_step.run_dir), final_weights(two_steps.run_dir))
+    if method != "grpo":
+        assert_same_weights(final_weights(one_step.run_dir, "teacher"), final_weights(two_steps.run_dir, "teacher"))
