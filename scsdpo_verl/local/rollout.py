@@ -69,18 +69,20 @@ def sample(
     prompt_mask: torch.Tensor,
     *,
     max_new_tokens: int,
-    eos_token_id: int,
+    eos_token_id: int | list[int],
     pad_token_id: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Rollout:
-    """Autoregressive sampling with the model's KV cache; a row stops at its first ``eos_token_id``.
+    """Autoregressive sampling with the model's KV cache; a row stops at its first ``eos_token_id`` (one id or
+    several, e.g. a chat model's end-of-turn and end-of-text).
 
     Each step feeds only the newest token with ``past_key_values``; positions continue from each row's
     own prompt length so left padding does not shift RoPE.
     """
     batch = prompt_ids.shape[0]
+    stop_ids = torch.tensor(eos_token_id if isinstance(eos_token_id, list | tuple) else [eos_token_id])
     attention = prompt_mask.long()
     positions = position_ids_from_mask(attention)
     out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=positions, use_cache=True)
@@ -95,7 +97,7 @@ def sample(
         alive.append(~finished)
         tokens.append(token)
         logprobs.append(logprob)
-        finished = finished | (token == eos_token_id)
+        finished = finished | torch.isin(token, stop_ids)
         if bool(finished.all()):
             break
         attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype)], dim=1)

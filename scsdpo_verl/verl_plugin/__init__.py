@@ -4,7 +4,9 @@ verl imports this module from its ``verl.plugins`` entry point whenever any proc
 every Ray worker) runs ``import verl``. Importing it registers
 
 * policy-loss modes ``sdpo`` and ``sc_sdpo`` (``losses.py``) in verl's ``POLICY_LOSS_REGISTRY``;
-* trainer ``scsdpo_sync`` (``trainer.py``) in verl's v1 ``TRAINER_REGISTRY``.
+* trainer ``scsdpo_sync`` (``trainer.py``) in verl's v1 ``TRAINER_REGISTRY``;
+* with ``VERL_PLATFORM=cpu`` only: the CPU platform, the FSDP2 engines for CPU and the ``hf_cpu`` rollout
+  (``cpu.py``), so verl's real trainer runs on a machine without an accelerator.
 
 verl swallows plugin import errors (DEBUG log only), so ``main.py`` sets ``VERL_USE_EXTERNAL_PLUGINS=scsdpo``
 and checks ``registered()`` itself, in the driver and in a Ray task.
@@ -12,7 +14,11 @@ and checks ``registered()`` itself, in the driver and in a Ray task.
 
 from __future__ import annotations
 
-from . import losses, trainer  # noqa: F401  (import = registration)
+from . import cpu
+
+cpu.activate()  # before anything asks verl for its platform; a no-op unless VERL_PLATFORM=cpu
+
+from . import losses, trainer  # noqa: E402, F401  (import = registration)
 
 PLUGIN_NAME = "scsdpo"
 POLICY_LOSS_MODES: tuple[str, ...] = ("sdpo", "sc_sdpo")

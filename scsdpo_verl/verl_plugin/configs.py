@@ -3,7 +3,9 @@
 Hydra merges a primary config's own body without struct checks, so a misspelled key in our YAML would be
 silently added. ``check_known_keys`` walks the composed config against verl's plain ``ppo_trainer``: every
 key must exist there, except under free-form dicts (empty in verl, e.g. ``apply_chat_template_kwargs``) and
-the SDPO fields of ``actor.policy_loss`` (declared by ``SelfDistillationPolicyLossConfig``).
+the SDPO fields of ``actor.policy_loss`` (declared by ``SelfDistillationPolicyLossConfig``), keys that are
+fields of the section's ``_target_`` dataclass although verl's YAML leaves them out (e.g.
+``fsdp_config.mixed_precision``), and ``ray_kwargs.ray_init``, whose keys go to ``ray.init`` as they are.
 ``check_dataclasses`` then builds verl's own dataclasses, as the workers will.
 """
 
@@ -21,6 +23,8 @@ from .settings import SelfDistillationPolicyLossConfig
 CONFIG_MODULE = "scsdpo_verl.verl_plugin.config"
 CONFIG_NAMES: tuple[str, ...] = ("grpo", "sdpo", "sc_sdpo")
 POLICY_LOSS_PATH = "actor_rollout_ref.actor.policy_loss"
+# passed through to a function as keyword arguments (verl lists a few and accepts any)
+FREE_FORM_PATHS: tuple[str, ...] = ("ray_kwargs.ray_init",)
 # Sections verl turns into dataclasses before training. Left out: model (loads the checkpoint's config) and
 # ref (the worker renames its log_prob_* keys before converting it; its keys are still checked by name).
 DATACLASS_SECTIONS: tuple[str, ...] = ("algorithm", "actor_rollout_ref.actor", "actor_rollout_ref.rollout")
@@ -42,13 +46,30 @@ def _extra_policy_loss_keys() -> set[str]:
     return {f.name for f in dataclasses.fields(SelfDistillationPolicyLossConfig)}
 
 
+def _target_fields(node: DictConfig) -> set[str]:
+    """Field names of the dataclass a section's ``_target_`` names (empty when it names none)."""
+    target = node.get("_target_", None) if isinstance(node, DictConfig) else None
+    if not isinstance(target, str):
+        return set()
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(target)
+    except Exception:  # a target we cannot import is reported by check_dataclasses, not here
+        return set()
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+
+
 def unknown_keys(config: DictConfig, base: DictConfig, path: str = "") -> list[str]:
-    """Dotted paths present in ``config`` but not in ``base`` (free-form dicts and policy-loss extras allowed)."""
+    """Dotted paths present in ``config`` but not in ``base`` (free-form dicts, fields of the section's
+    ``_target_`` dataclass and the policy-loss extras allowed)."""
     found: list[str] = []
+    if path in FREE_FORM_PATHS:
+        return found
     for key in config:
         dotted = f"{path}.{key}" if path else str(key)
         if key not in base.keys():  # noqa: SIM118  (`in` skips mandatory '???' values; keys() lists them)
-            allowed = path == POLICY_LOSS_PATH and key in _extra_policy_loss_keys()
+            allowed = (path == POLICY_LOSS_PATH and key in _extra_policy_loss_keys()) or key in _target_fields(base)
             if not allowed:
                 found.append(dotted)
             continue

@@ -9,6 +9,10 @@ What it does, in order:
    verl's own ``run_ppo`` with its v1 task runner (``trainer.v1.trainer_mode`` picks ``scsdpo_sync``).
 
 ``--check`` stops after step 2 and additionally checks the registration inside a local Ray worker.
+With ``VERL_PLATFORM=cpu`` in the environment (verl's own platform override; it must be set before Python
+starts, because verl resolves its platform while it is imported) the launcher runs verl's real trainer on a
+machine without an accelerator (tests, CI, laptops; ``cpu.py``): ``cpu.CPU_OVERRIDES`` come before the user's
+overrides and the variable is forwarded to every Ray process.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 PLUGIN_ENV = "VERL_USE_EXTERNAL_PLUGINS"
+PLATFORM_ENV = "VERL_PLATFORM"  # verl's own platform override; "cpu" selects the plugin's CPU platform
 
 
 def enable_plugin_env(plugin_name: str = "scsdpo") -> None:
@@ -71,18 +76,30 @@ def check_in_ray_worker() -> dict[str, bool]:
 
 
 def prepare_config(config_name: str, overrides: Sequence[str]):
-    """Composed, key-checked config with the plugin variable forwarded to Ray's runtime_env."""
+    """Composed, key-checked config with the plugin variables forwarded to Ray's runtime_env.
+
+    In CPU mode (``VERL_PLATFORM=cpu``) the CPU overrides come first (a user's override wins) and the result is
+    checked for what CPU mode needs, naming the key."""
     from omegaconf import open_dict
 
     from .configs import check_dataclasses, check_known_keys, compose_config
+    from .cpu import CPU_OVERRIDES, check_platform_config, cpu_mode_requested
 
-    config = compose_config(config_name, overrides)
+    cpu_mode = cpu_mode_requested()
+    config = compose_config(config_name, [*CPU_OVERRIDES, *overrides] if cpu_mode else overrides)
     check_known_keys(config, config_name)
     check_dataclasses(config)
+    check_platform_config(config)
+    forwarded = {PLUGIN_ENV: os.environ[PLUGIN_ENV]}
+    if cpu_mode:
+        forwarded[PLATFORM_ENV] = os.environ[PLATFORM_ENV]
     with open_dict(config):
         runtime_env = config.ray_kwargs.ray_init.runtime_env
         env_vars = runtime_env.get("env_vars", None) or {}
-        runtime_env.env_vars = {**env_vars, PLUGIN_ENV: os.environ[PLUGIN_ENV]}
+        runtime_env.env_vars = {**env_vars, **forwarded}
+        if cpu_mode and config.ray_kwargs.ray_init.get("num_gpus", None) is None:
+            # verl's placement groups count accelerators: one logical GPU per worker process
+            config.ray_kwargs.ray_init.num_gpus = config.trainer.n_gpus_per_node * config.trainer.nnodes
     return config
 
 
@@ -96,6 +113,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from .cpu import check_cpu_mode
+
+    check_cpu_mode()
     enable_plugin_env()
     print(f"[scsdpo] registered in driver: {assert_registered()}")
     config = prepare_config(args.config_name, args.overrides)
