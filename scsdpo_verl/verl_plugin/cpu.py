@@ -14,6 +14,8 @@ What it adds, all through verl's extension points (no verl file is edited):
 * the FSDP2 engines registered for device ``cpu`` in verl's ``EngineRegistry`` (FSDP1 cannot run on CPU).
 * a gloo process group: verl builds the backend string ``cpu:gloo,<device>:<backend>``, which on CPU names the CPU
   twice and is refused by torch; the worker's initialiser is rebound to pass ``cpu:gloo``.
+* FSDP2's CPU offload of the reference (teacher) engine without pinned memory (pinning needs an accelerator).
+  These two are the only verl names CPU mode rebinds, each in one module, only in CPU mode.
 * the ``hf_cpu`` rollout: a ``RolloutReplica`` whose server actor samples with Hugging Face models and the local
   backend's KV-cache sampler (temperature, top-p, max tokens, EOS, log-probs of the sampled tokens), and an
   in-worker adapter that sends the actor's weights to that server through verl's own weight-sync path
@@ -312,6 +314,19 @@ def use_gloo_process_group() -> None:
     engine_workers.initialize_global_process_group_ray = initialize_gloo
 
 
+def unpinned_offload() -> None:
+    """FSDP2's CPU offload without pinned memory (pinning needs an accelerator). verl forces
+    ``CPUOffloadPolicy(pin_memory=True)`` on forward-only engines (the reference engine, i.e. the SDPO teacher);
+    CPU mode keeps that offload path, so the teacher is held as on a GPU node, minus the pinning."""
+    import verl.workers.engine.fsdp.transformer_impl as transformer_impl
+    from torch.distributed.fsdp import CPUOffloadPolicy
+
+    def cpu_offload_policy(pin_memory: bool = True) -> CPUOffloadPolicy:
+        return CPUOffloadPolicy(pin_memory=False)
+
+    transformer_impl.CPUOffloadPolicy = cpu_offload_policy
+
+
 def register_rollout() -> None:
     """``hf_cpu`` in verl's two rollout registries (the replica the trainer launches, the worker's adapter)."""
     from verl.workers.rollout import base
@@ -328,6 +343,7 @@ def activate() -> bool:
     register_platform()
     register_engines()
     use_gloo_process_group()
+    unpinned_offload()
     register_rollout()
     return True
 
