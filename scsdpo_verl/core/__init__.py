@@ -4,11 +4,13 @@ from .advantages import clipped_policy_loss, grpo_advantages
 from .aggregate import AGG_MODES, aggregate_loss, loss_normalizer
 from .distill import (
     entropy_from_logits,
+    gathered_logprobs,
     generalized_jsd,
     importance_weights,
     sampled_token_distillation_loss,
     self_distillation_loss,
     token_logprobs,
+    topk_divergence,
 )
 from .learnability import closed_form_scale, monte_carlo_scale, scale_curve
 from .teacher import (
@@ -34,6 +36,7 @@ __all__ = [
     "closed_form_scale",
     "ema_update_",
     "entropy_from_logits",
+    "gathered_logprobs",
     "generalized_jsd",
     "group_pass_rates",
     "grpo_advantages",
@@ -47,4 +50,5 @@ __all__ = [
     "self_distillation_loss",
     "strip_thinking",
     "token_logprobs",
+    "topk_divergence",
 ]

@@ -57,6 +57,47 @@ def generalized_jsd(student_logp: torch.Tensor, teacher_logp: torch.Tensor, alph
     return (1 - alpha) * _kl(student_logp, mixture_logp) + alpha * _kl(teacher_logp, mixture_logp)
 
 
+def gathered_logprobs(logits: torch.Tensor, indices: torch.Tensor, chunk_rows: int | None = None) -> torch.Tensor:
+    """``log_softmax(logits)`` read at ``indices`` only: ``logits.gather(indices) - logsumexp(logits)``, in fp32.
+
+    The normaliser is over the *full* vocabulary; the [.., V] log-softmax is never materialised. With
+    ``chunk_rows`` the leading positions are processed in chunks under activation checkpointing, so at most one
+    chunk's fp32 copy of the logits is alive in forward and in backward (long responses x large vocabularies).
+    Shapes: logits [.., V], indices [.., k] -> [.., k].
+    """
+    def compute(chunk_logits: torch.Tensor, chunk_indices: torch.Tensor) -> torch.Tensor:
+        chunk_logits = _upcast(chunk_logits)
+        return chunk_logits.gather(-1, chunk_indices) - chunk_logits.logsumexp(-1, keepdim=True)
+
+    if chunk_rows is None or logits.dim() != 2 or logits.shape[0] <= chunk_rows:
+        return compute(logits, indices)
+    from torch.utils.checkpoint import checkpoint
+
+    chunks = [
+        checkpoint(compute, logits[i:i + chunk_rows], indices[i:i + chunk_rows], use_reentrant=False)
+        if logits.requires_grad else compute(logits[i:i + chunk_rows], indices[i:i + chunk_rows])
+        for i in range(0, logits.shape[0], chunk_rows)
+    ]
+    return torch.cat(chunks)
+
+
+def topk_divergence(student_logp: torch.Tensor, teacher_logp: torch.Tensor, alpha: float, *,
+                    add_tail: bool = True) -> torch.Tensor:
+    """The reference's divergence on the student's top-k support: [.., k] log-probs (each normalised over the
+    full vocabulary, read at the student's top-k indices) -> [..].
+
+    With ``add_tail`` a (k+1)-th bucket ``log(1 - sum_k p)`` holds the rest of each distribution; without it
+    the k entries are renormalised. Then ``generalized_jsd`` over the support.
+    """
+    if add_tail:
+        student_logp = torch.cat([student_logp, _log1m_exp(student_logp.logsumexp(-1, keepdim=True))], dim=-1)
+        teacher_logp = torch.cat([teacher_logp, _log1m_exp(teacher_logp.logsumexp(-1, keepdim=True))], dim=-1)
+    else:
+        student_logp = student_logp - student_logp.logsumexp(-1, keepdim=True)
+        teacher_logp = teacher_logp - teacher_logp.logsumexp(-1, keepdim=True)
+    return generalized_jsd(student_logp, teacher_logp, alpha)
+
+
 def importance_weights(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, is_clip: float | None
 ) -> torch.Tensor:
@@ -115,27 +156,15 @@ def self_distillation_loss(
     teacher_logits = _upcast(teacher_logits.detach())
 
     if topk is None or topk >= vocab:
-        student_logp = torch.log_softmax(student_logits, dim=-1)
-        teacher_logp = torch.log_softmax(teacher_logits, dim=-1)
+        divergence = generalized_jsd(torch.log_softmax(student_logits, dim=-1),
+                                     torch.log_softmax(teacher_logits, dim=-1), alpha)
     else:
         if topk < 1:
             raise ValueError(f"topk must be >= 1 or None, got {topk}")
-        # gather-then-normalise: never materialises the full [B, T, V] log-softmax
         top_idx = student_logits.detach().topk(topk, dim=-1).indices
-        student_logp = student_logits.gather(-1, top_idx) - student_logits.logsumexp(-1, keepdim=True)
-        teacher_logp = teacher_logits.gather(-1, top_idx) - teacher_logits.logsumexp(-1, keepdim=True)
-        if add_tail:
-            student_logp = torch.cat(
-                [student_logp, _log1m_exp(student_logp.logsumexp(-1, keepdim=True))], dim=-1
-            )
-            teacher_logp = torch.cat(
-                [teacher_logp, _log1m_exp(teacher_logp.logsumexp(-1, keepdim=True))], dim=-1
-            )
-        else:
-            student_logp = student_logp - student_logp.logsumexp(-1, keepdim=True)
-            teacher_logp = teacher_logp - teacher_logp.logsumexp(-1, keepdim=True)
+        divergence = topk_divergence(gathered_logprobs(student_logits, top_idx),
+                                     gathered_logprobs(teacher_logits, top_idx), alpha, add_tail=add_tail)
 
-    divergence = generalized_jsd(student_logp, teacher_logp, alpha)
     per_token_loss = divergence
     metrics = {"sd/divergence_mean": _masked_mean(divergence, mask)}
     if old_logprobs is not None:

@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scsdpo_verl.core import (
+    gathered_logprobs,
     generalized_jsd,
     sampled_token_distillation_loss,
     self_distillation_loss,
     token_logprobs,
+    topk_divergence,
 )
 
 
@@ -211,3 +213,35 @@ def test_token_logprobs_matches_log_softmax_gather():
     ids = torch.randint(0, 11, (2, 3))
     expected = F.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(token_logprobs(logits, ids), expected)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1, 2, 5, 64])
+def test_gathered_logprobs_equal_log_softmax_at_the_indices_chunked_or_not(chunk_rows):
+    logits = _logits(b=1, t=7, v=13, seed=5)[0].requires_grad_(True)  # [7, 13]
+    indices = torch.stack([torch.randperm(13, generator=torch.Generator().manual_seed(i))[:4] for i in range(7)])
+    got = gathered_logprobs(logits, indices, chunk_rows=chunk_rows)
+    expected = torch.stack([torch.tensor([math.log(math.exp(logits[r, j].item()) /
+                                                   sum(math.exp(x) for x in logits[r].tolist()))
+                                          for j in indices[r].tolist()], dtype=torch.float64) for r in range(7)])
+    assert torch.allclose(got.detach(), expected, atol=1e-12)
+    weights = torch.linspace(-1, 1, 28, dtype=torch.float64).view(7, 4)
+    (grad,) = torch.autograd.grad((got * weights).sum(), logits)
+    # d/dz_v [z_j - logsumexp z] = 1[v = j] - softmax(z)_v
+    probs = torch.softmax(logits.detach(), -1)
+    expected_grad = torch.zeros_like(probs)
+    for r in range(7):
+        for c, j in enumerate(indices[r].tolist()):
+            expected_grad[r, j] += weights[r, c]
+            expected_grad[r] -= weights[r, c] * probs[r]
+    assert torch.allclose(grad, expected_grad, atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("add_tail", [True, False])
+def test_topk_divergence_on_gathered_logprobs_matches_brute_force(alpha, add_tail):
+    student, teacher = _logits(b=1, t=4, v=9, seed=11)[0], _logits(b=1, t=4, v=9, seed=12)[0]
+    idx = student.topk(3, dim=-1).indices
+    got = topk_divergence(gathered_logprobs(student, idx), gathered_logprobs(teacher, idx), alpha, add_tail=add_tail)
+    for t in range(4):
+        expected = _brute_force_token(student[t].numpy(), teacher[t].numpy(), alpha, 3, add_tail)
+        assert got[t].item() == pytest.approx(expected, abs=1e-12)
