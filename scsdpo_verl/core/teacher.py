@@ -114,17 +114,26 @@ def build_teacher_prompts(
 
 
 @torch.no_grad()
-def ema_update_(teacher: nn.Module, student: nn.Module, rate: float = 0.05) -> None:
-    """In place: ``theta_T <- (1 - rate) theta_T + rate theta_S`` for every parameter (no grad)."""
+def ema_lerp_(teacher: list[torch.Tensor], student: list[torch.Tensor], rate: float) -> None:
+    """In place, tensor by tensor: ``t <- (1 - rate) t + rate s``; each ``s`` is moved to ``t``'s device and dtype
+    first (a CPU-held teacher shard and a GPU student shard pair up). Shapes must match pairwise."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must lie in [0, 1], got {rate}")
+    if len(teacher) != len(student):
+        raise ValueError(f"{len(teacher)} teacher tensors but {len(student)} student tensors")
+    for i, (t, s) in enumerate(zip(teacher, student, strict=True)):
+        if t.shape != s.shape:
+            raise ValueError(f"tensor {i}: teacher shape {tuple(t.shape)} != student shape {tuple(s.shape)}")
+        t.lerp_(s.to(device=t.device, dtype=t.dtype), rate)
+
+
+@torch.no_grad()
+def ema_update_(teacher: nn.Module, student: nn.Module, rate: float = 0.05) -> None:
+    """In place: ``theta_T <- (1 - rate) theta_T + rate theta_S`` for every parameter (no grad)."""
     teacher_params = dict(teacher.named_parameters())
     student_params = dict(student.named_parameters())
     if teacher_params.keys() != student_params.keys():
         missing = sorted(set(teacher_params) ^ set(student_params))[:5]
         raise ValueError(f"teacher and student parameters differ, e.g. {missing}")
     names = list(teacher_params)
-    torch._foreach_lerp_(
-        [teacher_params[n].data for n in names], [student_params[n].data.to(teacher_params[n].dtype) for n in names],
-        rate,
-    )
+    ema_lerp_([teacher_params[n].data for n in names], [student_params[n].data for n in names], rate)

@@ -294,7 +294,8 @@ def register_engines() -> None:
     from verl.workers.engine.base import EngineRegistry
     from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
-    for model_type, engine_class in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+    engines = (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead))
+    for model_type, engine_class in engines:
         if CPU_PLATFORM not in EngineRegistry._engines.get(model_type, {}).get("fsdp2", {}):
             EngineRegistry.register(model_type=model_type, backend="fsdp2", device=CPU_PLATFORM)(engine_class)
 

@@ -1,20 +1,25 @@
 """verl policy-loss modes ``sdpo`` and ``sc_sdpo``, and the actor loss that feeds them.
 
-verl's registered policy losses see only ``(old_log_prob, log_prob, advantages, response_mask, ...)``
-(``verl/workers/utils/losses.py::ppo_loss``). SDPO also needs the teacher's log-probs, the per-sample
-self-distillation mask and, for SC-SDPO, the per-sample weight. So:
+Two teacher signals (``actor.policy_loss.teacher_signal``):
 
-* ``compute_sdpo_policy_loss`` / ``compute_sc_sdpo_policy_loss`` are registered with verl's
-  ``register_policy_loss`` and take those three as extra keyword arguments. The math is
-  ``scsdpo_verl.core.sampled_token_distillation_loss``; aggregation is verl's ``agg_loss`` with
-  ``config.global_batch_info``, so data parallelism normalises exactly like verl's own losses.
-* ``scsdpo_actor_loss`` is the actor's whole loss (the ``ppo_loss`` slot, installed by our worker): it
-  selects the extra TransferQueue fields and calls the registered mode named in
-  ``actor.policy_loss.loss_mode``.
+* ``topk_jsd`` (default, the SDPO reference's objective). verl 0.9.1's distillation logits-processor hook
+  (``FSDPEngineWithLMHead.prepare_model_outputs`` with ``distillation_use_topk``) calls the installed loss
+  function with the student's logits, with gradient, before computing log-probs. ``scsdpo_actor_loss`` then
+  runs the **processor branch**: it takes the student's top-k tokens at each response position, runs the EMA
+  teacher's forward (``TeacherScorer``, the reference engine's module, no gradient) on the teacher rows
+  (teacher prompt + the student's own response) with ``logits_to_keep`` at the response positions, reads the
+  teacher's full-vocabulary log-probs at the student's top-k, and returns the per-token divergence
+  ``core.topk_divergence`` (top-k + tail, generalized JSD ``alpha``). verl nests it into ``model_output``.
+  The **final branch** (verl's ordinary loss call) weights it and aggregates.
+* ``sampled_token``: the reference's non-logit mode. The trainer scores the teacher rows with the reference
+  engine and writes ``teacher_log_probs``; the loss is ``core.sampled_token_distillation_loss``.
 
-The teacher values are *sampled-token* log-probs: verl 0.9.1's reference worker (where the EMA teacher
-lives) returns ``log pi_T(y_t)`` of the sampled token only, so this path uses the sampled-token form of
-the SDPO loss (the reference's non-logit mode), not the top-k + tail JSD.
+Both end in the registered modes ``compute_sdpo_policy_loss`` / ``compute_sc_sdpo_policy_loss``:
+``l_it = w_i * m_i * c_it * min(pi/pi_old, is_clip) * d_it``, aggregated by verl's ``agg_loss`` with
+``config.global_batch_info`` (so data parallelism normalises exactly like verl's own losses), where ``d_it`` is
+the token divergence (or the sampled-token surrogate), ``m_i`` the self-distillation mask, ``w_i`` the SC weight
+(1 for SDPO) and ``c_it`` verl's optional rollout IS weight. On-policy (one mini-batch, one epoch) the IS ratio
+is exactly 1, as in the reference (``old_log_prob`` is the current log-prob, detached).
 """
 
 from __future__ import annotations
@@ -24,19 +29,32 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, register_policy_loss
+from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
-from scsdpo_verl.core import sampled_token_distillation_loss
+from scsdpo_verl.core import (
+    gathered_logprobs,
+    generalized_jsd,
+    importance_weights,
+    sampled_token_distillation_loss,
+    topk_divergence,
+)
 
 from .settings import SELF_DISTILLATION_LOSS_MODES
 
-# TransferQueue fields written by ScSdpoTrainer, read by scsdpo_actor_loss (names shared with the trainer).
-TEACHER_LOG_PROBS = "teacher_log_probs"
-SC_WEIGHT = "sc_weight"
-SD_MASK = "self_distillation_mask"
+# TransferQueue fields written by ScSdpoTrainer and read here (names shared with the trainer).
+TEACHER_LOG_PROBS = "teacher_log_probs"  # sampled_token: log pi_T(y_t), nested [B, R_i]
+TEACHER_INPUT_IDS = "teacher_input_ids"  # topk_jsd: teacher prompt + the student's response, nested [B, L_i]
+SC_WEIGHT = "sc_weight"  # per-sample SC weight, stored broadcast over the response tokens
+SD_MASK = "self_distillation_mask"  # per-sample 1/0 (has a teacher), stored broadcast over the response tokens
+# model_output key of the processor branch: the per-token divergence (0 off the teacher's response positions)
+TOKEN_DIVERGENCE = "sd_divergence"
 
 
+# ------------------------------------------------------------------------------------------------------------
+# the registered policy-loss modes
+# ------------------------------------------------------------------------------------------------------------
 def _self_distillation_policy_loss(
     old_log_prob: torch.Tensor,
     log_prob: torch.Tensor,
@@ -45,26 +63,27 @@ def _self_distillation_policy_loss(
     config: Any,
     rollout_is_weights: torch.Tensor | None,
     teacher_log_probs: torch.Tensor | None,
+    token_divergence: torch.Tensor | None,
     sample_weight: torch.Tensor | None,
     self_distillation_mask: torch.Tensor | None,
     mode: str,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Shared body of the two modes.
+    """Shared body of the two modes (see the module docstring for the formula).
 
-    ``l_{i,t} = w_i * c_{i,t} * [-sg(log pi_T - log pi_S) log pi_S] * min(pi_S / pi_old, is_clip)`` on the
-    response tokens of samples with a teacher (``m_i = 1``), zero elsewhere; ``c`` is verl's optional rollout
-    IS weight. Aggregated by ``agg_loss(l, response_mask, ...)``: samples without a teacher count as zeros
-    in the token-mean denominator, as in the reference.
+    Exactly one of ``token_divergence`` (topk_jsd: the per-token divergence, with gradient) and
+    ``teacher_log_probs`` (sampled_token) is given. Samples without a teacher (``m_i = 0``) contribute zeros and
+    still count in the denominator, since ``agg_loss`` sees ``response_mask``.
 
-    Shapes: old_log_prob, log_prob, response_mask, teacher_log_probs, rollout_is_weights [B, T];
+    Shapes: old_log_prob, log_prob, response_mask, teacher_log_probs, token_divergence, rollout_is_weights [B, T];
     sample_weight, self_distillation_mask [B].
     """
     if config is None:
         raise ValueError(f"policy loss '{mode}' needs the actor config (actor.policy_loss.is_clip)")
-    if teacher_log_probs is None:
+    if (teacher_log_probs is None) == (token_divergence is None):
         raise ValueError(
-            f"policy loss '{mode}' needs teacher_log_probs: run it through scsdpo_actor_loss "
-            "(trainer.v1.trainer_mode=scsdpo_sync installs it); verl's stock ppo_loss cannot feed it"
+            f"policy loss '{mode}' needs exactly one of token_divergence (teacher_signal topk_jsd) and "
+            "teacher_log_probs (teacher_signal sampled_token): run it through scsdpo_actor_loss "
+            "(trainer.v1.trainer_mode=scsdpo_sync installs it); verl's stock ppo_loss cannot feed them"
         )
     if mode == "sc_sdpo" and sample_weight is None:
         raise ValueError("policy loss 'sc_sdpo' needs sample_weight (the per-sample SC weight, shape [B])")
@@ -76,14 +95,23 @@ def _self_distillation_policy_loss(
     loss_mask = response_mask.bool()
     if self_distillation_mask is not None:
         loss_mask = loss_mask & self_distillation_mask.bool().unsqueeze(-1)
-    policy_loss_config = config.policy_loss
-    per_token_loss, core_metrics = sampled_token_distillation_loss(
-        log_prob,
-        teacher_log_probs.to(log_prob.device),
-        loss_mask,
-        old_logprobs=old_log_prob,
-        is_clip=policy_loss_config.get("is_clip", 2.0),
-    )
+    is_clip = config.policy_loss.get("is_clip", 2.0)
+    if token_divergence is not None:
+        is_weight = importance_weights(log_prob, old_log_prob, is_clip)
+        per_token_loss = token_divergence * is_weight.to(token_divergence)
+        per_token_loss = torch.where(loss_mask, per_token_loss, torch.zeros_like(per_token_loss))
+        # sums over this micro-batch's teacher tokens (SUM-aggregated; the trainer divides by the token count,
+        # so micro-batches without a teacher do not drag the means towards 0)
+        metrics: dict[str, Any] = {
+            "actor/sd/divergence_sum": _masked_sum(token_divergence, loss_mask),
+            "actor/sd/is_ratio_sum": _masked_sum(is_weight, loss_mask),
+            "actor/sd/num_tokens": float(loss_mask.sum()),
+        }
+    else:
+        per_token_loss, core_metrics = sampled_token_distillation_loss(
+            log_prob, teacher_log_probs.to(log_prob.device), loss_mask, old_logprobs=old_log_prob, is_clip=is_clip
+        )
+        metrics = {f"actor/{name}": value for name, value in core_metrics.items()}
     if rollout_is_weights is not None:
         per_token_loss = per_token_loss * rollout_is_weights
     if mode == "sc_sdpo":
@@ -95,7 +123,6 @@ def _self_distillation_policy_loss(
         loss_agg_mode=loss_agg_mode,
         **config.global_batch_info,
     )
-    metrics: dict[str, Any] = {f"actor/{name}": value for name, value in core_metrics.items()}
     metrics["actor/sd/teacher_frac"] = (
         float(self_distillation_mask.float().mean()) if self_distillation_mask is not None else 1.0
     )
@@ -104,28 +131,38 @@ def _self_distillation_policy_loss(
     return loss, metrics
 
 
+def _masked_sum(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(torch.where(mask, values.detach().float(), torch.zeros((), device=values.device)).sum())
+
+
+def summed_metric(name: str) -> bool:
+    """Metrics that add up over micro-batches (token sums and counts) rather than average."""
+    return name.endswith(("_sum", "/num_tokens"))
+
+
 @register_policy_loss("sdpo")
 def compute_sdpo_policy_loss(
     old_log_prob: torch.Tensor,
     log_prob: torch.Tensor,
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
-    loss_agg_mode: str = "token-mean",
+    loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
     rollout_is_weights: torch.Tensor | None = None,
     *,
     teacher_log_probs: torch.Tensor | None = None,
+    token_divergence: torch.Tensor | None = None,
     sample_weight: torch.Tensor | None = None,
     self_distillation_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """SDPO (sampled-token form): every sample with a teacher has weight 1; ``advantages`` is unused.
+    """SDPO: every sample with a teacher has weight 1; ``advantages`` is unused.
 
     ``sample_weight`` is accepted and ignored so the actor loss can call both modes alike.
     """
     del advantages, sample_weight  # SDPO replaces the policy-gradient term; no per-sample weight
     return _self_distillation_policy_loss(
         old_log_prob, log_prob, response_mask, loss_agg_mode, config, rollout_is_weights,
-        teacher_log_probs, None, self_distillation_mask, mode="sdpo",
+        teacher_log_probs, token_divergence, None, self_distillation_mask, mode="sdpo",
     )  # fmt: skip
 
 
@@ -135,22 +172,129 @@ def compute_sc_sdpo_policy_loss(
     log_prob: torch.Tensor,
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
-    loss_agg_mode: str = "token-mean",
+    loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
     rollout_is_weights: torch.Tensor | None = None,
     *,
     teacher_log_probs: torch.Tensor | None = None,
+    token_divergence: torch.Tensor | None = None,
     sample_weight: torch.Tensor | None = None,
     self_distillation_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """SC-SDPO (sampled-token form): the SDPO loss of sample i scaled by its SC weight ``w_i`` ([B])."""
+    """SC-SDPO: the SDPO loss of sample i scaled by its SC weight ``w_i`` ([B])."""
     del advantages
     return _self_distillation_policy_loss(
         old_log_prob, log_prob, response_mask, loss_agg_mode, config, rollout_is_weights,
-        teacher_log_probs, sample_weight, self_distillation_mask, mode="sc_sdpo",
+        teacher_log_probs, token_divergence, sample_weight, self_distillation_mask, mode="sc_sdpo",
     )  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------------------------------
+# the processor branch: teacher forward and token divergence inside the actor's forward
+# ------------------------------------------------------------------------------------------------------------
+def response_positions(sequence_lengths: torch.Tensor, response_lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Per sample, the packed positions whose logits predict its response tokens.
+
+    Sample i occupies ``[start_i, start_i + L_i)`` of the packed sequence (``start = cumsum(L) - L``); its
+    response is the last ``R_i`` tokens, predicted by positions ``start_i + L_i - R_i - 1 + j`` (the convention
+    of verl's ``no_padding_2_padding``). Shapes: [B], [B] -> B tensors of [R_i].
+    """
+    starts = torch.cumsum(sequence_lengths, 0) - sequence_lengths
+    return [
+        torch.arange(int(r), device=sequence_lengths.device) + int(s + n - r - 1)
+        for s, n, r in zip(starts, sequence_lengths, response_lengths, strict=True)
+    ]
+
+
+class TeacherScorer:
+    """The EMA teacher's log-probs at given token ids, from the reference engine's module (no gradient).
+
+    The teacher rows of the active samples are packed into one sequence (position ids restart per row, as in
+    verl's no-padding layout) and only the positions that predict response tokens reach the LM head
+    (``logits_to_keep``). With no active row the module still runs a one-token forward, so that every FSDP
+    rank runs the same number of teacher forwards (their all-gathers must pair up).
+    """
+
+    def __init__(self, module: torch.nn.Module, chunk_rows: int | None = None) -> None:
+        self.module = module
+        self.chunk_rows = chunk_rows or None
+
+    @torch.no_grad()
+    def logprobs(self, teacher_rows: list[torch.Tensor], response_lengths: list[int], token_ids: torch.Tensor,
+                 temperature: torch.Tensor) -> torch.Tensor:
+        """``log softmax(teacher logits / T)`` at ``token_ids`` ([sum R, k]) for each response position of the
+        given rows (in row order); ``temperature`` is per position ([sum R]). Returns [sum R, k] fp32."""
+        device = token_ids.device
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            if not teacher_rows:
+                dummy = torch.zeros((1, 1), dtype=torch.long, device=device)  # token 0: any id will do
+                self.module(input_ids=dummy, position_ids=torch.zeros_like(dummy), use_cache=False, logits_to_keep=1)
+                return torch.zeros(token_ids.shape, dtype=torch.float32, device=device)
+            lengths = torch.tensor([len(row) for row in teacher_rows], device=device)
+            keep = torch.cat(response_positions(lengths, torch.tensor(response_lengths, device=device)))
+            input_ids = torch.cat(list(teacher_rows)).to(device).unsqueeze(0)
+            position_ids = torch.cat([torch.arange(int(n), device=device) for n in lengths]).unsqueeze(0)
+            logits = self.module(input_ids=input_ids, position_ids=position_ids, attention_mask=None,
+                                 use_cache=False, logits_to_keep=keep).logits[0]
+            logits = logits / temperature.to(logits.dtype).unsqueeze(-1)
+            return gathered_logprobs(logits, token_ids, self.chunk_rows)
+        finally:
+            self.module.train(was_training)
+
+
+def _per_sample(data: TensorDict, key: str) -> torch.Tensor:
+    """A per-sample value stored broadcast over the response tokens (nested [B, R_i]) -> [B] (max over tokens)."""
+    values = data[key]
+    return torch.stack([row.max() if row.numel() else row.new_zeros(()) for row in values.unbind()])
+
+
+def token_divergences(student_logits: torch.Tensor, data: TensorDict, teacher: TeacherScorer,
+                      settings: Any) -> dict[str, torch.Tensor]:
+    """The processor branch: per-token top-k + tail divergence of the micro-batch's packed sequence.
+
+    ``student_logits`` is verl's [1, N, V] (packed, temperature applied, with gradient). The response rows are
+    copied out (``index_select``) before anything keeps a reference: verl's fused cross-entropy may overwrite the
+    logits buffer in its backward. Returns ``{TOKEN_DIVERGENCE: [1, N]}``, zero off the response positions of
+    samples with a teacher.
+    """
+    input_ids = data["input_ids"]
+    sequence_lengths = input_ids.offsets().diff()
+    response_lengths = data["responses"].offsets().diff()
+    positions = response_positions(sequence_lengths, response_lengths)
+    active = (_per_sample(data, SD_MASK) > 0).tolist()
+    rows = [i for i, a in enumerate(active) if a]
+    logits = student_logits[0]
+    device = logits.device
+    # zeros connected to the student's graph: a micro-batch without any teacher still backpropagates (a 0 gradient)
+    out = logits[:, 0].float() * 0.0
+    index = torch.cat([positions[i] for i in rows]) if rows else torch.zeros(0, dtype=torch.long, device=device)
+    student = logits.index_select(0, index.to(device))  # a copy, never a view of verl's logits
+    vocab = logits.shape[-1]
+    full_vocab = settings.topk is None or settings.topk >= vocab
+    top = (torch.arange(vocab, device=device).expand(len(index), vocab) if full_vocab
+           else student.detach().topk(settings.topk, dim=-1).indices)
+
+    temperature = data["temperature"]
+    if isinstance(temperature, torch.Tensor) and temperature.numel() > 1:
+        temperature = torch.cat([temperature[i].expand(int(response_lengths[i])) for i in rows]) if rows else None
+    else:
+        temperature = torch.full((len(index),), float(temperature), device=device)
+    teacher_rows = [data[TEACHER_INPUT_IDS][i] for i in rows]
+    teacher_logp = teacher.logprobs(teacher_rows, [int(response_lengths[i]) for i in rows], top,
+                                    temperature if temperature is not None else torch.ones(0, device=device))
+    if rows:
+        student_logp = gathered_logprobs(student, top, settings.logits_chunk_rows or None)
+        divergence = (generalized_jsd(student_logp, teacher_logp, settings.alpha) if full_vocab
+                      else topk_divergence(student_logp, teacher_logp, settings.alpha, add_tail=settings.add_tail))
+        out = out.index_put((index.to(device),), divergence.to(out.dtype))
+    return {TOKEN_DIVERGENCE: out.unsqueeze(0)}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the actor's loss (the ppo_loss slot)
+# ------------------------------------------------------------------------------------------------------------
 def per_sample_from_tokens(token_values: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """A per-sample value stored broadcast over the response tokens, back to [B].
 
@@ -161,25 +305,48 @@ def per_sample_from_tokens(token_values: torch.Tensor, response_mask: torch.Tens
     return masked.amax(dim=-1) if masked.shape[-1] else masked.sum(-1)
 
 
+# extra_info key set by ScSdpoTrainer._update_actor: one mini-batch and one epoch, so pi_old = pi
+ON_POLICY = "scsdpo_on_policy"
+
+
 def scsdpo_actor_loss(
-    config: Any, model_output: dict, data: TensorDict, dp_group: Any = None
-) -> tuple[torch.Tensor, dict[str, Any]]:
+    config: Any,
+    model_output: dict | None = None,
+    data: TensorDict | None = None,
+    dp_group: Any = None,
+    *,
+    student_logits: torch.Tensor | None = None,
+    teacher: TeacherScorer | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]] | dict[str, torch.Tensor]:
     """The actor's loss for ``sdpo`` / ``sc_sdpo`` (drop-in for ``verl.workers.utils.losses.ppo_loss``).
 
-    Reads ``response_mask, old_log_probs`` and our fields ``teacher_log_probs`` ([B, T]), ``sc_weight`` and
-    ``self_distillation_mask`` (per-sample values stored broadcast over the response tokens) from the
-    micro-batch, sets ``config.global_batch_info`` as ``ppo_loss`` does, and adds the entropy bonus when
-    ``entropy_coeff != 0``. KL-to-reference is refused: the reference worker holds the teacher.
+    Called by verl twice per micro-batch with ``topk_jsd``: first with ``student_logits`` (the processor branch,
+    ``token_divergences``), then with ``model_output`` (this branch). Reads ``response_mask, old_log_probs`` and
+    our fields from the micro-batch, sets ``config.global_batch_info`` as ``ppo_loss`` does, and adds the
+    entropy bonus when ``entropy_coeff != 0``. KL-to-reference is refused: the reference worker holds the teacher.
     """
-    mode = config.policy_loss.get("loss_mode")
+    settings = config.policy_loss
+    if student_logits is not None:
+        if teacher is None:
+            raise ValueError("teacher_signal topk_jsd needs the teacher scorer (ScSdpoWorker installs it)")
+        return token_divergences(student_logits, data, teacher, settings)
+
+    mode = settings.get("loss_mode")
     if mode not in SELF_DISTILLATION_LOSS_MODES:
         raise ValueError(f"scsdpo_actor_loss serves loss_mode in {SELF_DISTILLATION_LOSS_MODES}, got {mode!r}")
     if config.use_kl_loss:
         raise ValueError("SDPO keeps the EMA teacher in the reference worker: set actor.use_kl_loss=false")
+    topk_signal = settings.get("teacher_signal") == "topk_jsd"
+    if topk_signal and TOKEN_DIVERGENCE not in model_output:
+        raise KeyError(
+            f"scsdpo_actor_loss: model_output lacks '{TOKEN_DIVERGENCE}': teacher_signal topk_jsd needs verl's "
+            "distillation hook (distillation_use_topk in the update's extra_info, set by ScSdpoTrainer)"
+        )
     log_prob = no_padding_2_padding(model_output["log_probs"], data)
     entropy = model_output.get("entropy")
     if entropy is not None:
         entropy = no_padding_2_padding(entropy, data)
+    divergence = no_padding_2_padding(model_output[TOKEN_DIVERGENCE], data) if topk_signal else None
 
     config.global_batch_info["dp_size"] = data["dp_size"]
     config.global_batch_info["batch_num_tokens"] = data["batch_num_tokens"]
@@ -193,7 +360,9 @@ def scsdpo_actor_loss(
     )
     metric_aggregation = AggregationType.SUM if global_normalised else AggregationType.MEAN
 
-    fields = ["response_mask", "old_log_probs", "advantages", TEACHER_LOG_PROBS, SC_WEIGHT, SD_MASK]
+    fields = ["response_mask", "old_log_probs", "advantages", SC_WEIGHT, SD_MASK]
+    if not topk_signal:
+        fields.append(TEACHER_LOG_PROBS)
     missing = [name for name in fields if name not in data]
     if missing:
         raise KeyError(f"scsdpo_actor_loss: micro-batch lacks fields {missing} (written by ScSdpoTrainer)")
@@ -201,21 +370,28 @@ def scsdpo_actor_loss(
         fields.append("rollout_is_weights")
     padded = data.select(*fields).to_padded_tensor()
     response_mask = padded["response_mask"].bool()
+    # on-policy (one mini-batch, one epoch) the ratio is exactly 1, as in the reference
+    on_policy = bool(tu.get_non_tensor_data(data=data, key=ON_POLICY, default=False))
+    old_log_prob = log_prob.detach() if on_policy else padded["old_log_probs"]
 
     policy_loss_fn = get_policy_loss_fn(mode)
     pg_loss, pg_metrics = policy_loss_fn(
-        old_log_prob=padded["old_log_probs"],
+        old_log_prob=old_log_prob,
         log_prob=log_prob,
         advantages=padded["advantages"],
         response_mask=response_mask,
         loss_agg_mode=config.loss_agg_mode,
         config=config,
         rollout_is_weights=padded.get("rollout_is_weights", None),
-        teacher_log_probs=padded[TEACHER_LOG_PROBS],
+        teacher_log_probs=None if topk_signal else padded[TEACHER_LOG_PROBS],
+        token_divergence=divergence,
         sample_weight=per_sample_from_tokens(padded[SC_WEIGHT], response_mask),
         self_distillation_mask=per_sample_from_tokens(padded[SD_MASK], response_mask) > 0,
     )
-    metrics: dict[str, Any] = dict(Metric.from_dict(pg_metrics, aggregation=AggregationType.MEAN))
+    metrics: dict[str, Any] = {
+        name: Metric(value=value, aggregation=AggregationType.SUM if summed_metric(name) else AggregationType.MEAN)
+        for name, value in pg_metrics.items()
+    }
     metrics["actor/pg_loss"] = Metric(value=pg_loss, aggregation=metric_aggregation)
     loss = pg_loss
     if entropy is not None and config.entropy_coeff != 0:

@@ -14,7 +14,7 @@ from verl.workers.config import PolicyLossConfig
 from scsdpo_verl.core.weights import NORMALIZE_MODES
 
 SELF_DISTILLATION_LOSS_MODES: tuple[str, ...] = ("sdpo", "sc_sdpo")
-TEACHER_SIGNALS: tuple[str, ...] = ("sampled_token",)
+TEACHER_SIGNALS: tuple[str, ...] = ("topk_jsd", "sampled_token")
 TRUNCATION_SIDES: tuple[str, ...] = ("left", "right")
 
 
@@ -27,8 +27,13 @@ class SelfDistillationPolicyLossConfig(PolicyLossConfig):
         topk, add_tail: top-k support (+ tail bucket) of the top-k form.
         is_clip: cap of the detached importance weight ``min(pi/pi_old, is_clip)``.
         teacher_update_rate: EMA rate ``tau`` in ``theta_T <- (1 - tau) theta_T + tau theta``.
-        teacher_signal: which teacher values the loss uses; ``sampled_token`` is what verl 0.9.1's ref
-            worker returns (log-prob of the sampled token only).
+        teacher_signal: ``topk_jsd`` (the reference's objective): the EMA teacher's forward runs inside the
+            actor's loss through verl's distillation logits-processor hook and the loss is the generalized JSD
+            (``alpha``) on the student's top-``topk`` tokens + a tail bucket (``add_tail``), with full-vocabulary
+            normalisation; ``sampled_token``: the reference's non-logit mode, a policy gradient with token
+            advantage ``log pi_T(y_t) - log pi_S(y_t)`` from the reference worker's sampled-token log-probs.
+        logits_chunk_rows: response positions per chunk of the fp32 log-sum-exp over the vocabulary in the
+            ``topk_jsd`` loss (bounds the fp32 working copy; 0 = no chunking).
         success_threshold: a rollout is a success when its summed reward is ``>=`` this.
         sc_exponent, sc_normalize: SC weight ``[p(1-p)]^exponent / Z`` (``sdpo`` forces exponent 0).
         exclude_self: never use a sample's own response as its demonstration.
@@ -43,7 +48,8 @@ class SelfDistillationPolicyLossConfig(PolicyLossConfig):
     add_tail: bool = True
     is_clip: float | None = 2.0
     teacher_update_rate: float = 0.05
-    teacher_signal: str = "sampled_token"
+    teacher_signal: str = "topk_jsd"
+    logits_chunk_rows: int = 1024
     success_threshold: float = 0.5
     sc_exponent: float = 0.5
     sc_normalize: str = "batch_mean"
@@ -69,6 +75,10 @@ class SelfDistillationPolicyLossConfig(PolicyLossConfig):
                 f"policy_loss.teacher_prompt_truncation must be one of {TRUNCATION_SIDES}, "
                 f"got {self.teacher_prompt_truncation!r}"
             )
+        if self.topk is not None and self.topk < 1:
+            raise ValueError(f"policy_loss.topk must be >= 1 or null (full vocabulary), got {self.topk}")
+        if self.logits_chunk_rows < 0:
+            raise ValueError(f"policy_loss.logits_chunk_rows must be >= 0, got {self.logits_chunk_rows}")
         if self.max_teacher_prompt_length < 1:
             raise ValueError("policy_loss.max_teacher_prompt_length must be >= 1")
 
