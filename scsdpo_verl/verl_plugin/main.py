@@ -90,7 +90,9 @@ def prepare_config(config_name: str, overrides: Sequence[str]):
     check_known_keys(config, config_name)
     check_dataclasses(config)
     check_platform_config(config)
+    # the plugin's switches reach every Ray process: the plugin list, CPU mode, and the project's SCSDPO_* variables
     forwarded = {PLUGIN_ENV: os.environ[PLUGIN_ENV]}
+    forwarded.update({name: value for name, value in os.environ.items() if name.startswith("SCSDPO_")})
     if cpu_mode:
         forwarded[PLATFORM_ENV] = os.environ[PLATFORM_ENV]
     with open_dict(config):

@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 TRAINER_NAME = "scsdpo_sync"
 TEACHER_KEY_SUFFIX = "__sdpo_teacher"
 STEP_LOG = "sd_steps.jsonl"
+# test hook: fail right after the checkpoint of this global step is written (a crash the resume must survive)
+CRASH_AFTER_SAVE_ENV = "SCSDPO_CRASH_AFTER_SAVE"
 
 
 def _as_list(value: Any) -> list:
@@ -265,6 +267,12 @@ class ScSdpoTrainer(PPOTrainerSync):
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, STEP_LOG), "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        crash_step = os.environ.get(CRASH_AFTER_SAVE_ENV)
+        if crash_step and int(crash_step) == self.global_steps:
+            raise RuntimeError(f"{CRASH_AFTER_SAVE_ENV}={crash_step}: simulated crash after the step's checkpoint")
 
     # ---------------------------------------------------------------- update
     def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:

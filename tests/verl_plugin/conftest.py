@@ -40,3 +40,25 @@ def rollout_batch() -> dict:
         "prompts": prompts,
         "response_lengths": response_lengths,
     }
+
+
+@pytest.fixture(scope="session")
+def verl_tiny(tmp_path_factory) -> dict:
+    """A tiny Qwen3 (hidden 64, 2 layers, the project's tokenizer) warm-started for 200 steps on the synthetic
+    science twin, so that about one rollout in eight answers correctly (mixed groups: teachers exist), and the
+    verl parquet splits of that task (64 train / 8 test questions). About a minute on two cores."""
+    from scsdpo_verl.local import models
+    from scsdpo_verl.pipeline import write_task_data
+    from scsdpo_verl.tasks.synthetic import generate
+
+    root = tmp_path_factory.mktemp("verl_tiny")
+    write_task_data({"kind": "synthetic_science", "train_size": 64, "test_size": 8},
+                    root / "data/train.parquet", root / "data/test.parquet")
+    torch.set_num_threads(2)
+    rows = generate("synthetic_science", 256, 0, split="train")
+    tokenizer = models.train_tokenizer(models.corpus_texts(rows))
+    model = models.build_tiny_model("qwen3-tiny", tokenizer, hidden_size=64, intermediate_size=128,
+                                    num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32)
+    models.warm_start(model, tokenizer, rows, steps=200, batch_size=16, lr=5e-3, log_every=0, progress_bar=False)
+    model_dir = models.save_checkpoint_dir(model, tokenizer, root / "model")
+    return {"model": model_dir, "train": root / "data/train.parquet", "test": root / "data/test.parquet"}
