@@ -268,7 +268,7 @@ def token_divergences(student_logits: torch.Tensor, data: TensorDict, teacher: T
     logits = student_logits[0]
     device = logits.device
     # zeros connected to the student's graph: a micro-batch without any teacher still backpropagates (a 0 gradient)
-    out = logits[:, 0].float() * 0.0
+    out = (logits[:, 0] * 0.0).to(torch.promote_types(logits.dtype, torch.float32))
     index = torch.cat([positions[i] for i in rows]) if rows else torch.zeros(0, dtype=torch.long, device=device)
     student = logits.index_select(0, index.to(device))  # a copy, never a view of verl's logits
     vocab = logits.shape[-1]
@@ -301,7 +301,8 @@ def per_sample_from_tokens(token_values: torch.Tensor, response_mask: torch.Tens
     Takes the max over each row's response tokens (the stored values are constant per row and >= 0);
     a row without response tokens gives 0. Shapes: [B, T], [B, T] -> [B].
     """
-    masked = torch.where(response_mask.bool(), token_values.float(), torch.zeros_like(token_values, dtype=torch.float))
+    values = token_values.to(torch.promote_types(token_values.dtype, torch.float32))
+    masked = torch.where(response_mask.bool(), values, torch.zeros_like(values))
     return masked.amax(dim=-1) if masked.shape[-1] else masked.sum(-1)
 
 
