@@ -3,20 +3,19 @@
 Layout of ``<run_dir>/checkpoints/step_000020/``:
     policy/          save_pretrained model + tokenizer (loads with AutoModelForCausalLM.from_pretrained)
     teacher/         save_pretrained EMA teacher (absent for GRPO)
-    trainer_state.pt optimizer, scheduler, RNG states (python, numpy, torch), data position, step
+    trainer_state.pt optimizer, scheduler, data position, step (no RNG state: the trainer seeds every random
+                     stream from (seed, step), see ``trainer.step_seed``)
 A checkpoint is written into ``.tmp-step_000020`` and renamed when complete, so a kill at any moment leaves
 either the previous checkpoints or a complete new one (a leftover tmp dir is ignored and removed).
 """
 
 from __future__ import annotations
 
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 PREFIX = "step_"
@@ -28,17 +27,6 @@ class TrainerState:
     data_position: int  # questions consumed from the training stream
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
-    rng: dict[str, Any]
-
-
-def capture_rng() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
@@ -81,5 +69,8 @@ def latest(run_dir: str | Path) -> Path | None:
 
 
 def load_state(path: str | Path) -> TrainerState:
-    # weights_only=False: the state holds numpy RNG tuples; the file is one this trainer wrote
-    return TrainerState(**torch.load(Path(path) / "trainer_state.pt", weights_only=False))
+    # weights_only=False: checkpoints written before the RNG state was dropped hold numpy RNG tuples (their
+    # "rng" entry is ignored); the file is one this trainer wrote
+    saved = torch.load(Path(path) / "trainer_state.pt", weights_only=False)
+    saved.pop("rng", None)
+    return TrainerState(**saved)

@@ -74,11 +74,17 @@ RESUMABLE_KEYS = {"resume", "progress_bar", "total_steps", "save_every", "keep_l
 
 # ----------------------------------------------------------------------------------------------------------
 # seeds and data order: every random stream is a function of (seed, step), so a resumed run needs only
-# the step and the data position to continue exactly
+# the step and the data position to continue exactly (checkpoints hold no RNG state)
 # ----------------------------------------------------------------------------------------------------------
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """The seed of one (step, stream); streams: 0 = training rollouts, 1 = validation, 2 = the global torch
+    RNG during the step's update (dropout, for a model that has any)."""
+    return seed * 1_000_003 + step * 16 + stream
+
+
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
-    """A torch generator for one (step, stream); streams: 0 = training rollouts, 1 = validation."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step * 16 + stream)
+    """A torch generator for one (step, stream)."""
+    return torch.Generator().manual_seed(step_seed(seed, step, stream))
 
 
 def question_indices(position: int, count: int, num_rows: int, seed: int) -> list[int]:
@@ -93,6 +99,13 @@ def question_indices(position: int, count: int, num_rows: int, seed: int) -> lis
 def warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
     """LR multiplier: (s+1)/warmup for the first ``warmup_steps`` optimizer steps, then 1 (verl's constant)."""
     return lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def make_optimizer(cfg: TrainConfig, policy) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW on the policy, with a linear warm-up then a constant learning rate."""
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                  weight_decay=cfg.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(cfg.warmup_steps))
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
@@ -118,6 +131,21 @@ class TokenMeans:
                 for name, total in self.sums.items()}
 
 
+def keep(trace: dict[str, Any] | None, *, rows: bool = False, **values: Any) -> None:
+    """Copy a step's intermediate values into ``trace`` (when given; the golden-step tests read them).
+    ``rows=True``: one micro-batch's rows, concatenated with the earlier micro-batches' rows."""
+    if trace is None:
+        return
+    for name, value in values.items():
+        if isinstance(value, dict):
+            value = {key: tensor.detach().clone() for key, tensor in value.items()}
+        elif isinstance(value, torch.Tensor):
+            value = value.detach().clone()
+            if rows and name in trace:
+                value = torch.cat([trace[name], value])
+        trace[name] = value
+
+
 class PromptCache:
     """Chat-templated prompt ids per question (rendered once)."""
 
@@ -134,8 +162,10 @@ class PromptCache:
 # one RL step
 # ----------------------------------------------------------------------------------------------------------
 def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenizer, rows: list[dict],
-               row_keys: list[Any], prompt_cache: PromptCache, generator: torch.Generator) -> dict[str, float]:
-    """One optimizer step on ``len(rows)`` questions x ``cfg.rollouts_per_question`` rollouts; returns metrics."""
+               row_keys: list[Any], prompt_cache: PromptCache, generator: torch.Generator,
+               trace: dict[str, Any] | None = None) -> dict[str, float]:
+    """One optimizer step on ``len(rows)`` questions x ``cfg.rollouts_per_question`` rollouts; returns metrics.
+    ``trace`` (a dict), when given, receives the intermediate values named in the ``keep`` calls."""
     metrics: dict[str, float] = {}
     n = cfg.rollouts_per_question
     t_start = time.perf_counter()
@@ -158,8 +188,10 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
 
     # 2. per-sample quantities over the whole batch: pass rates, then GRPO advantages or teacher prompts + weights
     pass_rate = group_pass_rates(success, group_ids)
+    keep(trace, texts=texts, rewards=rewards, success=success, pass_rate=pass_rate)
     if cfg.method == "grpo":
         advantages = grpo_advantages(rewards, group_ids, norm_by_std=cfg.norm_adv_by_std)[:, None]  # [B, 1]
+        keep(trace, advantages=advantages)
         metrics["critic/advantages/mean"] = masked_mean(advantages.expand_as(response_mask), response_mask)
         metrics["critic/advantages/max"] = float(advantages.max())
         metrics["critic/advantages/min"] = float(advantages.min())
@@ -173,6 +205,8 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
             weight = has_teacher.float()
         else:  # sc_sdpo: w = [p(1-p)]^exponent normalised over the samples that have a teacher
             weight = sc_sdpo_weights(pass_rate, exponent=cfg.exponent, normalize=cfg.normalize, active=has_teacher)
+        keep(trace, demonstrations=demonstrations, teacher_texts=teacher_texts, has_teacher=has_teacher,
+             weight=weight)
         metrics["self_distillation/reprompt_sample_fraction"] = float(has_teacher.float().mean())
         if has_teacher.any():
             metrics["sc/weight_mean"] = float(weight[has_teacher].mean())
@@ -227,6 +261,8 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
             token_means.add_sum("sd/num_tokens", sd_tokens)
             for name, value in sd_metrics.items():  # masked means over this micro-batch's teacher tokens
                 token_means.add(name, value * sd_tokens, sd_tokens)
+            keep(trace, rows=True, teacher_logits=teacher_logits)
+        keep(trace, rows=True, student_logits=student_logits, per_token_loss=per_token_loss)
         t0 = time.perf_counter()
         loss.backward()
         t_backward += time.perf_counter() - t0
@@ -238,6 +274,7 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
 
     # 4. update: AdamW step with clipped gradients, then the EMA teacher follows the policy
     t0 = time.perf_counter()
+    keep(trace, grad={name: p.grad for name, p in policy.named_parameters() if p.grad is not None})
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
     updated = bool(torch.isfinite(grad_norm))
     if updated:  # a non-finite gradient skips the step and the EMA (verl and the SDPO reference do the same)
@@ -360,15 +397,12 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
     if cfg.method != "grpo":
         teacher = load_pretrained(resume_from / "teacher")[0] if resume_from else copy.deepcopy(policy)
         teacher.eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                  weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(cfg.warmup_steps))
+    optimizer, scheduler = make_optimizer(cfg, policy)
     start_step, data_position = 0, 0
     if resume_from is not None:
         state = checkpoint.load_state(resume_from)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
-        checkpoint.restore_rng(state.rng)
         start_step, data_position = state.step, state.data_position
         _truncate_log(log_path, start_step)
     else:
@@ -392,6 +426,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
         step = step_index + 1  # verl counts global steps from 1
         indices = question_indices(data_position, cfg.questions_per_step, len(train_rows), cfg.seed)
         data_position += cfg.questions_per_step
+        torch.manual_seed(step_seed(cfg.seed, step, 2))  # the global stream (dropout) restarts at every step
         metrics = train_step(cfg, policy, teacher, optimizer, scheduler, tokenizer, [train_rows[i] for i in indices],
                              indices, prompt_cache, step_generator(cfg.seed, step, 0))
         metrics["training/global_step"] = step
@@ -402,7 +437,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
         bar.set_postfix(score=f"{metrics['critic/score/mean']:.3f}", loss=f"{metrics['actor/pg_loss']:.4f}")
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.total_steps:
             state = checkpoint.TrainerState(step=step, data_position=data_position, optimizer=optimizer.state_dict(),
-                                            scheduler=scheduler.state_dict(), rng=checkpoint.capture_rng())
+                                            scheduler=scheduler.state_dict())
             checkpoint.save(run_dir, policy=policy, teacher=teacher, tokenizer=tokenizer, state=state,
                             keep_last=cfg.keep_last)
         if on_step_end is not None:
