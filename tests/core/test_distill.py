@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scsdpo_verl.core import (
     gathered_logprobs,
     generalized_jsd,
+    importance_weights,
     sampled_token_distillation_loss,
     self_distillation_loss,
     token_logprobs,
@@ -148,6 +149,28 @@ def test_importance_weight_is_capped_and_detached():
     assert logprobs.grad is None
     with pytest.raises(ValueError, match="together"):
         self_distillation_loss(student, teacher, torch.ones(1, 3), old_logprobs=old)
+
+
+def test_importance_weight_is_capped_from_above_only():
+    """Ratios below 1 keep their value (no floor); above the cap they become the cap; the log-ratio is clamped at
+    +-20 first. Both the weights alone and their effect on the SDPO per-token loss, sampled-token form included."""
+    logprobs = torch.tensor([[0.0, -0.7, -3.0, 0.0, 0.4, -30.0, 25.0]], dtype=torch.float64)
+    old = torch.tensor([[0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    ratios = [1.0, math.exp(-0.7), math.exp(-3.0), math.exp(-0.5), math.exp(0.4), math.exp(-20.0), math.exp(20.0)]
+    expected = torch.tensor([[min(r, 1.3) for r in ratios]], dtype=torch.float64)
+    assert (expected < 1).sum() == 4  # four ratios below 1, one of them clamped in log space
+    torch.testing.assert_close(importance_weights(logprobs, old, 1.3), expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(importance_weights(logprobs, old, None)[0, :5], torch.tensor(ratios[:5]).double())
+
+    student, teacher = _logits(b=1, t=7, seed=19), _logits(b=1, t=7, seed=20)
+    mask = torch.ones(1, 7)
+    base, _ = self_distillation_loss(student, teacher, mask, is_clip=None)
+    weighted, metrics = self_distillation_loss(student, teacher, mask, old_logprobs=old, logprobs=logprobs, is_clip=1.3)
+    torch.testing.assert_close(weighted, base * expected)
+    assert metrics["sd/is_ratio_mean"] == pytest.approx(float(expected.mean()))
+    sampled_base, _ = sampled_token_distillation_loss(logprobs, old, mask, is_clip=None)
+    sampled, _ = sampled_token_distillation_loss(logprobs, old, mask, old_logprobs=old, is_clip=1.3)
+    torch.testing.assert_close(sampled, sampled_base * expected)
 
 
 def test_half_precision_inputs_are_computed_in_fp32():

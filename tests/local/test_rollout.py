@@ -74,3 +74,17 @@ def test_top_p_keeps_the_nucleus_only():
     torch.testing.assert_close(logprobs[tokens == 1], torch.full_like(logprobs[tokens == 1], torch.tensor(0.3).log()))
     assert set(sample_next_token(logits, 1.0, 0.45, generator)[0].tolist()) == {0}
     assert set(sample_next_token(logits, 0.0, 1.0, generator)[0].tolist()) == {0}  # greedy
+
+
+def test_teacher_forced_logits_are_divided_by_the_temperature():
+    """Left-padded batch forward == one unpadded full forward per row, logits / T (T = 0.5, not 1)."""
+    model = small_model()
+    prompts, responses = [[3, 4, 5, 6, 7], [8, 9]], [[10, 11, EOS], [12, 13, 14]]
+    ids, mask = left_pad(prompts, PAD)
+    response_ids = torch.tensor(responses)
+    with torch.no_grad():
+        got = response_logits(model, ids, mask, response_ids, torch.ones(2, 3), temperature=0.5)
+        for row, (prompt, response) in enumerate(zip(prompts, responses)):
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0]
+            expected = logits[len(prompt) - 1:len(prompt) - 1 + len(response)] / 0.5
+            torch.testing.assert_close(got[row], expected, atol=1e-5, rtol=1e-5)

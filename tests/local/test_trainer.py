@@ -10,8 +10,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from scsdpo_verl.local import checkpoint
+from scsdpo_verl.local import checkpoint, trainer
 from scsdpo_verl.local.config import ConfigError
+from scsdpo_verl.local.models import load_pretrained
+from scsdpo_verl.local.rollout import Rollout
 from scsdpo_verl.local.trainer import question_indices, train, warmup_then_constant
 
 
@@ -117,12 +119,31 @@ def test_micro_batches_give_the_full_batch_gradient(fake_task, tiny_config, tmp_
         torch.testing.assert_close(grad_micro[name], g, rtol=1e-4, atol=1e-7 * float(g.abs().max()) + 1e-9)
 
 
-@pytest.mark.parametrize("method", ["grpo", "sc_sdpo"])
-def test_resume_after_kill_equals_uninterrupted(fake_task, tiny_config, tmp_path, method):
-    full = tiny_config(method=method, total_steps=4, save_every=2, run_dir=str(tmp_path / "full"))
+@pytest.fixture(scope="module")
+def dropout_base(tiny_base, tmp_path_factory) -> str:
+    """The tiny base model with attention dropout 0.3: its training forward draws from the global torch RNG."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_base, attention_dropout=0.3)
+    path = tmp_path_factory.mktemp("dropout_base")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(("method", "dropout"), [("grpo", False), ("sc_sdpo", False), ("sc_sdpo", True)])
+def test_resume_after_kill_equals_uninterrupted(fake_task, tiny_config, tmp_path, dropout_base, method, dropout):
+    """Killed after step 3, resumed from the step-2 checkpoint: the same weights, optimizer and log as a run that
+    never stopped. The warm-up (5 steps) outlasts the kill, so the resumed run needs the scheduler's state; with
+    dropout, the resumed steps need the same global-RNG draws (the trainer seeds them from (seed, step))."""
+    knobs = dict(method=method, total_steps=4, save_every=2, warmup_steps=5)
+    if dropout:
+        knobs["model_path"] = dropout_base
+        model = AutoModelForCausalLM.from_pretrained(dropout_base).train()
+        ids = torch.tensor([[5, 6, 7, 8]])
+        assert not torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits), "dropout is not active"
+    full = tiny_config(**knobs, run_dir=str(tmp_path / "full"))
     train(full)
 
-    killed = tiny_config(method=method, total_steps=4, save_every=2, run_dir=str(tmp_path / "killed"))
+    killed = tiny_config(**knobs, run_dir=str(tmp_path / "killed"))
 
     def kill_after_step_3(step, metrics):  # dies after the step-2 checkpoint, losing step 3's work
         if step == 3:
@@ -134,8 +155,8 @@ def test_resume_after_kill_equals_uninterrupted(fake_task, tiny_config, tmp_path
     with pytest.raises(ConfigError, match="resume"):
         train(killed)  # a run dir with checkpoints is never overwritten silently
     with pytest.raises(ConfigError, match="'lr'"):
-        train(tiny_config(method=method, total_steps=4, save_every=2, run_dir=killed.run_dir, resume=True, lr=0.5))
-    train(tiny_config(method=method, total_steps=4, save_every=2, run_dir=killed.run_dir, resume=True))
+        train(tiny_config(**knobs, run_dir=killed.run_dir, resume=True, lr=0.5))
+    train(tiny_config(**knobs, run_dir=killed.run_dir, resume=True))
 
     assert_same_weights(final_weights(full.run_dir), final_weights(killed.run_dir))
     if method != "grpo":
@@ -145,7 +166,9 @@ def test_resume_after_kill_equals_uninterrupted(fake_task, tiny_config, tmp_path
     assert state_full.data_position == state_resumed.data_position == 8
     for a, b in zip(state_full.optimizer["state"].values(), state_resumed.optimizer["state"].values(), strict=True):
         assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
-    assert [without_timing(r) for r in read_log(full.run_dir)] == [without_timing(r) for r in read_log(killed.run_dir)]
+    log = read_log(full.run_dir)
+    assert [without_timing(r) for r in log] == [without_timing(r) for r in read_log(killed.run_dir)]
+    assert [r["actor/lr"] for r in log[1:]] == pytest.approx([full.lr * s / 5 for s in (2, 3, 4, 5)])
 
 
 def test_resume_after_the_last_checkpoint_still_writes_the_final_summary(fake_task, tiny_config, tmp_path):
@@ -240,3 +263,58 @@ def test_a_non_finite_gradient_skips_the_step_and_the_ema(fake_task, tiny_config
     assert_same_weights(final_weights(one_step.run_dir), final_weights(two_steps.run_dir))
     if method != "grpo":
         assert_same_weights(final_weights(one_step.run_dir, "teacher"), final_weights(two_steps.run_dir, "teacher"))
+
+
+def test_validation_logs_mean_at_k_and_majority_at_k_per_source(tiny_config, tiny_base, monkeypatch):
+    """3 questions from two sources, k=3, in chunks of 2 questions; a fixed table of (pred, acc) per sample makes
+    mean@3 and maj@3 differ for each source, and fixed response lengths give the length metric."""
+    table = {  # question -> its k samples' (pred, acc): mean@3, maj@3 (first carrier of the most frequent pred)
+        "a0": [("A", 1), ("B", 0), ("B", 0)],  # 1/3, 0
+        "a1": [("C", 1), ("C", 1), ("C", 1)],  # 1,   1
+        "b0": [("E", 0), ("F", 1), ("F", 1)],  # 2/3, 1
+    }
+    rows = [{"data_source": f"src_{q[0]}", "prompt": [{"role": "user", "content": f"question {q}"}],
+             "reward_model": {"ground_truth": ""}, "extra_info": {"question_id": q}} for q in table]
+    cfg = tiny_config(val_k=3, val_temperature=0.9, val_top_p=0.8, max_new_tokens=4)
+    lengths: list[int] = []
+
+    def fixed_sample(model, prompt_ids, prompt_mask, *, temperature, top_p, max_new_tokens, **_):
+        assert (temperature, top_p, max_new_tokens) == (0.9, 0.8, 4)
+        rows_here = prompt_ids.shape[0]
+        mask = torch.zeros(rows_here, 4)
+        for i in range(rows_here):
+            lengths.append(1 + (len(lengths) % 4))
+            mask[i, :lengths[-1]] = 1
+        ids = torch.full((rows_here, 4), 5)
+        return Rollout(prompt_ids, prompt_mask, ids, mask, torch.zeros(rows_here, 4))
+
+    def fixed_scores(batch_rows, texts):
+        seen: dict[str, int] = {}
+        out = []
+        for row in batch_rows:
+            q = row["extra_info"]["question_id"]
+            pred, acc = table[q][seen.get(q, 0)]
+            seen[q] = seen.get(q, 0) + 1
+            out.append({"score": float(acc), "acc": bool(acc), "pred": pred})
+        return out
+
+    monkeypatch.setattr(trainer, "sample", fixed_sample)
+    monkeypatch.setattr(trainer, "score_responses", fixed_scores)
+    policy, tokenizer = load_pretrained(tiny_base)
+    metrics = trainer.validate(cfg, policy, tokenizer, rows, trainer.PromptCache(tokenizer),
+                               torch.Generator().manual_seed(0), batch_questions=2)
+    assert metrics == pytest.approx({
+        "val-core/src_a/acc/mean@3": (1 / 3 + 1) / 2, "val-core/src_a/acc/maj@3/mean": (0 + 1) / 2,
+        "val-core/src_b/acc/mean@3": 2 / 3, "val-core/src_b/acc/maj@3/mean": 1.0,
+        "val-aux/response_length/mean": sum(lengths) / len(lengths),
+    })
+    assert len(lengths) == 9
+
+
+def test_checkpoints_from_before_the_rng_state_was_dropped_still_load(tmp_path):
+    """Older trainer_state.pt files carry an "rng" entry (python/numpy/torch states); it is ignored."""
+    (tmp_path / "step_000001").mkdir()
+    torch.save({"step": 1, "data_position": 2, "optimizer": {}, "scheduler": {},
+                "rng": {"torch": torch.get_rng_state()}}, tmp_path / "step_000001" / "trainer_state.pt")
+    state = checkpoint.load_state(tmp_path / "step_000001")
+    assert (state.step, state.data_position) == (1, 2) and not hasattr(state, "rng")
