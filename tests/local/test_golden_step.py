@@ -24,8 +24,9 @@ from scsdpo_verl.local import trainer
 from scsdpo_verl.local.rollout import Rollout
 
 N = 4  # rollouts per question
-SYSTEM = "Answer as <answer>N</answer>."
 QUESTIONS = ["What is 3 + 4?", "What is 5 + 6?", "What is 1 + 1?", "What is 2 + 2?"]
+# a system message per question, so that a teacher prompt built on another row's messages shows
+SYSTEMS = [f"Answer as <answer>N</answer> (question {q + 1})." for q in range(len(QUESTIONS))]
 # (response text, reward, ends with eos); a response without eos runs to the batch's full length
 RESPONSES = [
     # q0: 2 of 4 succeed (reward >= 0.5); the third one's demonstration loses its <think> block
@@ -53,7 +54,7 @@ DEMONSTRATIONS = ([RESPONSES[2][0].replace("<think>3 + 4</think> ", ""), RESPONS
 # per case below the gradient norm so that clipping fires
 KNOBS = dict(questions_per_step=4, rollouts_per_question=N, temperature=0.7, lr=3e-3, warmup_steps=4,
              weight_decay=0.1, beta1=0.8, beta2=0.95, clip_ratio_low=0.1, clip_ratio_high=0.15, alpha=0.3,
-             topk=7, is_clip=0.8, ema_rate=0.3, exponent=0.7, success_threshold=0.5)
+             topk=7, is_clip=0.8, ema_rate=0.07, exponent=0.7, success_threshold=0.5)
 
 
 def teacher_message(question: str, solution: str | None, feedback: str | None) -> str:
@@ -65,14 +66,14 @@ def teacher_message(question: str, solution: str | None, feedback: str | None) -
 
 
 def rows() -> list[dict]:
-    return [{"data_source": "fake_sum", "prompt": [{"role": "system", "content": SYSTEM},
+    return [{"data_source": "fake_sum", "prompt": [{"role": "system", "content": system},
                                                    {"role": "user", "content": question}],
              "reward_model": {"style": "rule", "ground_truth": "0"}, "extra_info": {"index": q}}
-            for q, question in enumerate(QUESTIONS)]
+            for q, (system, question) in enumerate(zip(SYSTEMS, QUESTIONS))]
 
 
-def chat_ids(tokenizer, user_text: str) -> list[int]:
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_text}]
+def chat_ids(tokenizer, system: str, user_text: str) -> list[int]:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user_text}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -141,10 +142,11 @@ def run_step(cfg, models, monkeypatch, responses=RESPONSES) -> dict:
 
 # ------------------------------------------------------------------------------------------------ the reference
 def float64_logits(model64, tokenizer, user_texts: list[str], tokens: list[list[int]], temperature: float):
-    """Per sample, the logits [L_i, V] that predict its L_i response tokens: one unpadded forward each."""
+    """Per sample (in batch order), the logits [L_i, V] that predict its L_i response tokens, given its question's
+    system message and ``user_texts[i]``: one unpadded forward each."""
     out = []
-    for user_text, response in zip(user_texts, tokens):
-        prompt = chat_ids(tokenizer, user_text)
+    for i, (user_text, response) in enumerate(zip(user_texts, tokens)):
+        prompt = chat_ids(tokenizer, SYSTEMS[i // N], user_text)
         logits = model64(input_ids=torch.tensor([prompt + response])).logits[0]
         out.append(logits[len(prompt) - 1:len(prompt) - 1 + len(response)] / temperature)
     return out
