@@ -3,7 +3,7 @@
 One SLURM run serves every test here (module fixture): snakemake with `--workflow-profile` = the real
 workflow/profiles/slurm merged with profile_overrides.yaml (what the 2-CPU test node cannot grant), account and
 partitions from the environment. While it runs, one training job (an SC-SDPO run: policy, EMA teacher, optimizer
-and RNG state all have to survive) is `scancel`-ed as soon as its first checkpoint is complete; the profile's
+and scheduler state all have to survive) is `scancel`-ed as soon as its first checkpoint is complete; the profile's
 retries resubmit it and the trainer resumes from that checkpoint. Since every random stream of the trainer is a
 function of (seed, step), the resumed run must end exactly where an uninterrupted local run ends.
 """
