@@ -244,3 +244,118 @@ def obtain_reference_splits(
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return written
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the verl backend's run directory (workflow/scripts/ray_slurm.sh calls finish-verl-run after training)
+# ----------------------------------------------------------------------------------------------------------
+VERL_METRICS_GLOB = "verl_metrics.*.jsonl"  # one file per launch (verl's file logger truncates on open)
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name.removeprefix("global_step_"))
+
+
+def merge_verl_metrics(run_dir: str | Path, last_step: int | None = None) -> list[dict[str, Any]]:
+    """verl's per-launch metric files -> flat records ``{"step": s, <metric>: value}`` sorted by step.
+
+    Launches are read in the order they started (the file names carry the start time); a step logged again by
+    a later launch (redone after a resume) keeps the later record; steps after ``last_step`` (logged after the
+    last checkpoint by a launch that then died, never redone) are dropped.
+    """
+    import json
+
+    by_step: dict[int, dict[str, Any]] = {}
+    for path in sorted(Path(run_dir).glob(VERL_METRICS_GLOB)):
+        for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                step, data = int(record["step"]), dict(record["data"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"{path}, line {line_number}: not a verl file-logger record ({err})") from None
+            by_step[step] = {"step": step, **data}
+    return [by_step[s] for s in sorted(by_step) if last_step is None or s <= last_step]
+
+
+def verl_run_config(verl_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The analysis keys of a verl run (the local trainer's names) from the launcher's resolved config."""
+    actor = verl_config["actor_rollout_ref"]["actor"]
+    policy_loss = actor.get("policy_loss", {}) or {}
+    mode = policy_loss.get("loss_mode", "vanilla")
+    method = mode if mode in ("sdpo", "sc_sdpo") else "grpo"
+    record: dict[str, Any] = {
+        "backend": "verl",
+        "method": method,
+        "rollouts_per_question": verl_config["actor_rollout_ref"]["rollout"]["n"],
+        "questions_per_step": verl_config["data"]["train_batch_size"],
+        "total_steps": verl_config["trainer"].get("total_training_steps"),
+        "lr": actor["optim"]["lr"],
+        "loss_agg_mode": actor.get("loss_agg_mode"),
+        "seed": verl_config["data"].get("seed"),
+        "norm_adv_by_std": verl_config["algorithm"].get("norm_adv_by_std_in_grpo"),
+    }
+    if method != "grpo":
+        record.update(exponent=policy_loss.get("sc_exponent", 0.5) if method == "sc_sdpo" else 0.0,
+                      normalize=policy_loss.get("sc_normalize", "batch_mean"),
+                      teacher_signal=policy_loss.get("teacher_signal"), alpha=policy_loss.get("alpha"),
+                      topk=policy_loss.get("topk"), add_tail=policy_loss.get("add_tail"),
+                      ema_rate=policy_loss.get("teacher_update_rate"))
+    return record
+
+
+def finish_verl_run(run_dir: str | Path, final_dir: str | Path, summary_path: str | Path,
+                    merge_command: list[str] | None = None) -> dict[str, Any]:
+    """After a verl run: its last checkpoint's actor as an HF directory (verl's model merger) in ``final_dir``,
+    ``metrics.jsonl`` and ``config.yaml`` in the local trainer's layout (what the analysis reads), and
+    ``summary.json``. Raises naming the run directory when the run left no checkpoint."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    run_dir = Path(run_dir)
+    checkpoints = sorted(run_dir.glob("global_step_*"), key=checkpoint_step)
+    if not checkpoints:
+        raise FileNotFoundError(f"{run_dir}: no global_step_* checkpoint; the last step must be saved "
+                                "(trainer.save_freq > 0 saves it)")
+    latest = checkpoints[-1]
+    final_dir = Path(final_dir)
+    tmp = final_dir.with_name(final_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    command = merge_command or [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp"]
+    subprocess.run([*command, "--local_dir", str(latest / "actor"), "--target_dir", str(tmp)], check=True)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    tmp.rename(final_dir)
+
+    records = merge_verl_metrics(run_dir, last_step=checkpoint_step(latest))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    verl_config_path = run_dir / "verl_config.yaml"
+    if verl_config_path.is_file():
+        config = verl_run_config(yaml.safe_load(verl_config_path.read_text()))
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    summary = {"run_dir": str(run_dir), "backend": "verl", "steps": checkpoint_step(latest),
+               "final": records[-1] if records else {}, "final_checkpoint": str(latest), "finished_at": time.time()}
+    Path(summary_path).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scsdpo_verl.pipeline finish-verl-run RUN_DIR FINAL_DIR SUMMARY_JSON`` (used by ray_slurm.sh)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m scsdpo_verl.pipeline")
+    commands = parser.add_subparsers(dest="command", required=True)
+    finish = commands.add_parser("finish-verl-run", help=finish_verl_run.__doc__.split("\n")[0])
+    finish.add_argument("run_dir")
+    finish.add_argument("final_dir")
+    finish.add_argument("summary")
+    args = parser.parse_args(argv)
+    finish_verl_run(args.run_dir, args.final_dir, args.summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

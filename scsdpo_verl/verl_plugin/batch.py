@@ -194,10 +194,13 @@ def broadcast_per_sample(values: torch.Tensor, response_lengths: Sequence[int]) 
     return [values[i].float().expand(int(n)).clone() for i, n in enumerate(response_lengths)]
 
 
-def plan_metrics(plan: SelfDistillationPlan, truncated: torch.Tensor) -> dict[str, float]:
-    """Step metrics of a plan (names under ``sd/``)."""
+def plan_metrics(plan: SelfDistillationPlan, truncated: torch.Tensor, uids: Sequence[Hashable] | None = None,
+                 padding: torch.Tensor | None = None) -> dict[str, float]:
+    """Step metrics of a plan: ``sd/*``, and with ``uids`` the local backend's ``sc/*`` names (pass-rate histogram:
+    ``sc/pass_rate_hist/k`` = questions with k successes among their n rollouts, verl's ``padding`` rows left
+    out; SC weight statistics)."""
     active = plan.has_teacher
-    return {
+    metrics = {
         "sd/success_rate": float(plan.success.float().mean()) if plan.success.numel() else 0.0,
         "sd/pass_rate_mean": float(plan.pass_rate.mean()) if plan.pass_rate.numel() else 0.0,
         "sd/teacher_frac": float(active.float().mean()) if active.numel() else 0.0,
@@ -205,3 +208,22 @@ def plan_metrics(plan: SelfDistillationPlan, truncated: torch.Tensor) -> dict[st
         "sd/sc_weight_max": float(plan.weight.max()) if plan.weight.numel() else 0.0,
         "sd/teacher_prompt_truncated_frac": float(truncated.float().mean()) if truncated.numel() else 0.0,
     }
+    if uids is not None:
+        successes: dict[Hashable, int] = {}
+        sizes: dict[Hashable, int] = {}
+        skip = padding.tolist() if padding is not None else [False] * len(uids)
+        for uid, ok, pad in zip(uids, plan.success.tolist(), skip, strict=True):
+            if pad:
+                continue
+            successes[uid] = successes.get(uid, 0) + int(ok)
+            sizes[uid] = sizes.get(uid, 0) + 1
+        group_size = max(sizes.values(), default=0)
+        for k in range(group_size + 1):
+            metrics[f"sc/pass_rate_hist/{k}"] = float(sum(1 for uid in successes if successes[uid] == k))
+        metrics["sc/pass_rate_mean"] = metrics["sd/pass_rate_mean"]
+        metrics["self_distillation/reprompt_sample_fraction"] = metrics["sd/teacher_frac"]
+        if active.any():
+            metrics["sc/weight_mean"] = float(plan.weight[active].mean())
+            metrics["sc/weight_max"] = float(plan.weight[active].max())
+            metrics["sc/weight_min"] = float(plan.weight[active].min())
+    return metrics

@@ -105,6 +105,20 @@ def prepare_config(config_name: str, overrides: Sequence[str]):
     return config
 
 
+VERL_CONFIG_FILE = "verl_config.yaml"
+
+
+def save_config(config) -> str:
+    """The composed, resolved config beside the checkpoints (``<trainer.default_local_dir>/verl_config.yaml``)."""
+    from omegaconf import OmegaConf
+
+    directory = config.trainer.default_local_dir
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, VERL_CONFIG_FILE)
+    OmegaConf.save(config, path, resolve=True)
+    return path
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m scsdpo_verl.verl_plugin.main", description=__doc__.split("\n")[0])
     parser.add_argument("--config-name", default="sdpo", choices=("grpo", "sdpo", "sc_sdpo"))
@@ -134,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    save_config(config)
     run_ppo(config, task_runner_class=TaskRunnerV1)
     return 0
 

@@ -207,7 +207,7 @@ class ScSdpoTrainer(PPOTrainerSync):
             per_sample[TEACHER_LOG_PROBS] = self._score_teacher_rows(batch, prompt_ids, responses, response_lengths)
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
                         fields=TensorDict(per_sample, batch_size=len(batch.keys)))
-        metrics.update(plan_metrics(plan, truncated))
+        metrics.update(plan_metrics(plan, truncated, uids=uids, padding=is_padding))
         self._log_step(batch.keys, uids, plan, scores, prompt_ids)
         return batch
 

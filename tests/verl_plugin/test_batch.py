@@ -139,3 +139,17 @@ def test_per_sample_fields_round_trip(rollout_batch):
     # an empty response row reads back as 0, never garbage from padding
     empty = per_sample_from_tokens(torch.full((1, 3), 7.0), torch.zeros(1, 3, dtype=torch.bool))
     assert empty.tolist() == [0.0]
+
+
+def test_plan_metrics_histogram_counts_questions_by_successes_without_padding_rows():
+    from scsdpo_verl.verl_plugin.batch import SelfDistillationPlan, plan_metrics
+
+    success = torch.tensor([True, False, False, True, True, True, False, False, True])
+    uids = ["a", "a", "a", "b", "b", "b", "c", "c", "c"]  # a: 1 of 3, b: 3 of 3, c: 0 of 2 (+ a padding row)
+    padding = torch.tensor([False] * 8 + [True])
+    plan = SelfDistillationPlan(success, torch.zeros(9), torch.tensor([False, True, True] + [False] * 6),
+                                torch.tensor([0.0, 1.5, 0.5] + [0.0] * 6), [[]] * 9)
+    metrics = plan_metrics(plan, torch.zeros(9, dtype=torch.bool), uids=uids, padding=padding)
+    assert [metrics[f"sc/pass_rate_hist/{k}"] for k in range(4)] == [1.0, 1.0, 0.0, 1.0]
+    assert "sc/pass_rate_hist/4" not in metrics
+    assert (metrics["sc/weight_mean"], metrics["sc/weight_max"], metrics["sc/weight_min"]) == (1.0, 1.5, 0.5)

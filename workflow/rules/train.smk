@@ -25,9 +25,18 @@ if config["backend"] == "local":
 
 else:
 
+    def launcher_python():
+        """The interpreter of the launcher: the job's conda env's python with --use-conda, else Snakemake's own."""
+        import sys
+
+        from snakemake.settings.types import DeploymentMethod
+
+        return "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+
     rule train:
         """verl 0.9.1 + the scsdpo plugin; on SLURM, Ray spans the job's nodes (workflow/scripts/ray_slurm.sh)."""
         input:
+            base_model_input,
             train=f"{RESULTS}/data/{{task}}/train.parquet",
             test=f"{RESULTS}/data/{{task}}/test.parquet",
         output:
@@ -39,15 +48,20 @@ else:
             algorithm=lambda wildcards: method_spec(wildcards.method)["algorithm"],
             overrides=lambda wildcards: verl_overrides(wildcards),
             launcher=workflow.source_path("../scripts/ray_slurm.sh"),
+            # CPU mode is verl's platform override, set before Python starts (scsdpo_verl/verl_plugin/cpu.py)
+            platform="export VERL_PLATFORM=cpu;" if config["verl"]["cpu"] else "",
+            python=launcher_python(),
+        # a CPU-mode run starts a Ray cluster of its own (~6 GB): one at a time, on every core
+        threads: workflow.cores if config["verl"]["cpu"] else 1
         resources:
             nodes=config["verl"]["nodes"],
             gpus_per_node=config["verl"]["gpus_per_node"],
         log:
             f"{RESULTS}/logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
         conda:
-            "../../envs/gpu.yaml"
+            "../../envs/cpu.yaml" if config["verl"]["cpu"] else "../../envs/gpu.yaml"
         shell:
-            "bash {params.launcher} {params.algorithm} {params.run_dir} {output.final} {output.summary} "
+            "{params.platform} PYTHON={params.python} bash {params.launcher} {params.algorithm} {params.run_dir} {output.final} {output.summary} "
             "data.train_files={input.train} data.val_files={input.test} "
             "actor_rollout_ref.model.path={params.model_path} trainer.default_local_dir={params.run_dir} "
             "{params.overrides} > {log} 2>&1"

@@ -4,12 +4,13 @@
 # Inside a SLURM allocation with several nodes: Ray head on the first node, one worker per other node, then
 # verl's entry point on the head. Outside SLURM (or on one node): verl starts its own local Ray.
 set -euo pipefail
+PYTHON=${PYTHON:-python}
 algorithm=$1 run_dir=$2 final_dir=$3 summary=$4
 shift 4
 mkdir -p "$run_dir"
 # make a failing plugin import an error instead of a silent DEBUG line in every Ray process
 export VERL_USE_EXTERNAL_PLUGINS=scsdpo
-scorer=$(python -c "import scsdpo_verl.tasks as t; print(t.__file__)")
+scorer=$("$PYTHON" -c "import scsdpo_verl.tasks as t; print(t.__file__)")
 
 if [ -n "${SLURM_JOB_NODELIST:-}" ] && [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then
   # one array element per node (nodes=$(...) would give a one-element array holding every name)
@@ -28,17 +29,12 @@ if [ -n "${SLURM_JOB_NODELIST:-}" ] && [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; th
   export RAY_ADDRESS="$head_ip:$port"
 fi
 
-# resumes from the latest checkpoint in trainer.default_local_dir (verl's resume_mode: auto)
-python -m scsdpo_verl.verl_plugin.main --config-name "$algorithm" \
+# verl's file logger truncates its file when it opens it: one file per launch, merged into metrics.jsonl below
+export VERL_FILE_LOGGER_PATH="$run_dir/verl_metrics.$(date +%s%N).jsonl"
+# resumes from the latest checkpoint in trainer.default_local_dir (verl's resume_mode: auto), teacher included
+"$PYTHON" -m scsdpo_verl.verl_plugin.main --config-name "$algorithm" \
   "reward.custom_reward_function.path=$scorer" reward.custom_reward_function.name=compute_score \
-  "$@"
+  "trainer.logger=[console,file]" "$@"
 
-latest=$(ls -d "$run_dir"/global_step_* | sort -t_ -k3 -n | tail -n 1)
-python -m verl.model_merger merge --backend fsdp --local_dir "$latest/actor" --target_dir "$final_dir.tmp"
-rm -rf "$final_dir" && mv "$final_dir.tmp" "$final_dir"
-python - "$run_dir" "$latest" "$summary" <<'PY'
-import json, sys, time
-run_dir, latest, summary = sys.argv[1:4]
-with open(summary, "w") as f:
-    json.dump({"run_dir": run_dir, "backend": "verl", "final_checkpoint": latest, "finished_at": time.time()}, f)
-PY
+# the last checkpoint's actor as an HF directory (verl's model merger), metrics.jsonl, config.yaml, summary.json
+"$PYTHON" -m scsdpo_verl.pipeline finish-verl-run "$run_dir" "$final_dir" "$summary"
