@@ -304,6 +304,7 @@ def step_bin_coefficients(training: pd.DataFrame) -> pd.DataFrame:
             totals = bin_coefficients(counts.tolist(), n, algorithm=first["algorithm"], exponent=exponent,
                                       normalize=normalize)
             for k in range(n + 1):
-                rows.append({**{c: first[c] for c in names.RUN_COLUMNS}, names.STEP: step_row[names.STEP],
+                rows.append({**{c: first.get(c, False if c == "ablation" else None) for c in names.RUN_COLUMNS},
+                             names.STEP: step_row[names.STEP],
                              "k": k, "p_hat": k / n, "questions": counts[k], "coefficient": totals[k]})
     return pd.DataFrame(rows)
