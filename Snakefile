@@ -7,8 +7,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# the embedded default, unless a config is given on the command line (--configfile REPLACES it, never merges)
-if not config:
+# the embedded default, unless a --configfile is given (it REPLACES the default, never merges);
+# --config key=value overrides apply on top of whichever of the two is used
+if not workflow.overwrite_configfiles:
 
     configfile: f"{workflow.basedir}/config/default.yaml"
 

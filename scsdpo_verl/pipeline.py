@@ -6,6 +6,7 @@ Everything here is importable and tested (tests/test_pipeline.py); the rule scri
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Mapping
@@ -32,6 +33,155 @@ class ConfigProblem(ValueError):
     """A workflow config that passes the schema but is inconsistent; the message names the key."""
 
 
+# ---------------------------------------------------------------------------------------------- schema + overrides
+
+_INTEGER = re.compile(r"[-+]?\d+")
+_TRUE, _FALSE, _NULL = ("true", "yes", "on"), ("false", "no", "off"), ("null", "none", "~", "")
+
+
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow local ``$ref`` pointers (``#/definitions/x``) of the config schema."""
+    while "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def _allowed_types(schema: Mapping[str, Any]) -> set[str]:
+    declared = schema.get("type")
+    if declared is not None:
+        return {declared} if isinstance(declared, str) else set(declared)
+    if "enum" in schema:  # an enum of strings declares strings; mixed enums (e.g. with null) name their types
+        kinds = {"null" if v is None else "boolean" if isinstance(v, bool) else
+                 "number" if isinstance(v, (int, float)) else "string" for v in schema["enum"]}
+        return kinds
+    return set()
+
+
+def _coerce_scalar(text: str, types: set[str]) -> Any:
+    """The typed value of a command-line string where the schema expects a non-string; else the string."""
+    if "string" in types or not types:
+        return text
+    lowered = text.strip().lower()
+    if "null" in types and lowered in _NULL:
+        return None
+    if "boolean" in types and lowered in _TRUE + _FALSE:
+        return lowered in _TRUE
+    if "integer" in types and _INTEGER.fullmatch(text.strip()):
+        return int(text)
+    if "number" in types:
+        try:
+            value = float(text)
+        except ValueError:
+            return text
+        return int(value) if _INTEGER.fullmatch(text.strip()) else value
+    return text
+
+
+def coerce_to_schema(value: Any, schema: Mapping[str, Any] | None, root: Mapping[str, Any]) -> Any:
+    """``value`` with strings converted to the boolean/integer/number/null types ``schema`` declares there.
+
+    ``snakemake --config key=value`` reads nested values with YAML's BaseLoader, so ``base_model={bf16: false}``
+    arrives as the string 'false' and ``train={lr: 3e-4}`` as '3e-4'; the schema says what they mean. Values
+    of a config file are already typed and pass through unchanged; a string that fits no declared type stays a
+    string, and validation then names its key.
+    """
+    if schema is None:
+        return value
+    schema = _resolve(schema, root)
+    if isinstance(value, Mapping):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {key: coerce_to_schema(item, properties.get(key, extra if isinstance(extra, Mapping) else None), root)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [coerce_to_schema(item, items if isinstance(items, Mapping) else None, root) for item in value]
+    if isinstance(value, str):
+        return _coerce_scalar(value, _allowed_types(schema))
+    return value
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def schema_problem(config: Mapping[str, Any], schema: Mapping[str, Any]) -> str | None:
+    """The most relevant schema violation as one line naming the key (``train.lr: -1 is less than ...``)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    key = ".".join(str(part) for part in error.absolute_path) or "config"
+    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+    return f"{key}: {message}"
+
+
+def prepare_config(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Type the command-line overrides in place and fail with one line naming the key on a schema violation.
+
+    Runs before Snakemake's own ``validate`` (which fills in the defaults), whose error on failure is the whole
+    schema (hundreds of lines) rather than the key.
+    """
+    coerced = coerce_to_schema(config, schema, schema)
+    config.clear()
+    config.update(coerced)
+    problem = schema_problem(config, schema)
+    if problem is not None:
+        raise ConfigProblem(problem)
+
+
+# ---------------------------------------------------------------------------------------------- cross-key checks
+
+# The analysis finds each role (the GRPO, SDPO and SC-SDPO runs of the main grid) by algorithm, not by key.
+SDPO_FAMILY = ("sdpo", "sc_sdpo")
+
+
+def method_settings(spec: Mapping[str, Any]) -> tuple[str, float, str]:
+    """(algorithm, exponent, normalizer) a method trains with, after the defaults (SDPO is exponent 0)."""
+    algorithm = spec["algorithm"]
+    if algorithm == "grpo":
+        return algorithm, 0.0, "-"
+    exponent = 0.0 if algorithm == "sdpo" else float(spec.get("exponent", 0.5))
+    return algorithm, exponent, spec.get("normalize", "batch_mean")
+
+
+def check_method_roles(config: Mapping[str, Any]) -> None:
+    """Method keys are free labels; what the tables and figures use is each method's algorithm and settings.
+
+    So: one main-grid method per algorithm (the Δ SC-SDPO − SDPO row and the method colours need to know which
+    run is "the" SDPO run), ablation variants of the SDPO family only (the ablation table and figure 7 vary the
+    SC weight), and no two methods that would train the same thing.
+    """
+    by_algorithm: dict[str, list[str]] = {}
+    for name, spec in config["methods"].items():
+        by_algorithm.setdefault(spec["algorithm"], []).append(name)
+    for algorithm, names in by_algorithm.items():
+        if len(names) > 1:
+            raise ConfigProblem(f"methods: {', '.join(names)} all have algorithm '{algorithm}'; the main grid holds "
+                                "one method per algorithm: put the variants under ablation.methods")
+    seen: dict[tuple[str, float, str], str] = {}
+    ablation = config.get("ablation", {}).get("methods", {})
+    for section, methods in (("methods", config["methods"]), ("ablation.methods", ablation)):
+        for name, spec in methods.items():
+            if section == "ablation.methods" and spec["algorithm"] not in SDPO_FAMILY:
+                raise ConfigProblem(f"ablation.methods.{name}: algorithm '{spec['algorithm']}'; the ablation varies "
+                                    "the SC weight, so its methods are sdpo or sc_sdpo")
+            algorithm, exponent, normalize = method_settings(spec)
+            # sc_sdpo at exponent 0 is sdpo bit for bit (tests/local/test_trainer.py): one family, one key
+            settings = ("grpo" if algorithm == "grpo" else "sdpo-family", exponent, normalize)
+            if settings in seen:
+                raise ConfigProblem(f"{section}.{name}: trains the same as {seen[settings]} (exponent "
+                                    f"{exponent:g}, normalize {normalize})")
+            seen[settings] = f"{section}.{name}"
+
+
 def check_config_references(config: Mapping[str, Any]) -> None:
     """Cross-key checks the JSON schema cannot express (run at workflow parse time, before any job)."""
     ablation = config.get("ablation", {})
@@ -44,6 +194,7 @@ def check_config_references(config: Mapping[str, Any]) -> None:
         raise ConfigProblem(f"ablation.methods: {sorted(clash)} already defined in methods")
     if "base" in config["methods"] or "base" in ablation.get("methods", {}):
         raise ConfigProblem("methods: 'base' is reserved for the untrained model")
+    check_method_roles(config)
     for key in config.get("train", {}):
         if key in PER_RUN_TRAIN_KEYS:
             raise ConfigProblem(f"train.{key}: set per run by the workflow; remove it from the config")

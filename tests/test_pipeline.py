@@ -9,11 +9,16 @@ import yaml
 from scsdpo_verl.pipeline import (
     ConfigProblem,
     check_config_references,
+    coerce_to_schema,
     effective_train_config,
     export_final,
     grid_runs,
+    load_schema,
+    prepare_config,
     prepare_run_dir,
 )
+
+SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def _config(**changes):
@@ -53,6 +58,67 @@ def test_grid_runs_main_grid_plus_ablation():
 def test_config_problems_name_the_key(changes, match):
     with pytest.raises(ConfigProblem, match=match):
         check_config_references(_config(**changes))
+
+
+@pytest.mark.parametrize(
+    ("methods", "ablation_methods", "match"),
+    [
+        # keys are free labels, but one main-grid method per algorithm: the Δ row needs "the" SDPO run
+        ({"a": {"algorithm": "sdpo"}, "b": {"algorithm": "sdpo", "normalize": "batch_sum"}}, {},
+         "methods: a, b all have algorithm 'sdpo'"),
+        ({"sdpo": {"algorithm": "sdpo"}}, {"g2": {"algorithm": "grpo"}}, "ablation.methods.g2: algorithm 'grpo'"),
+        # defaults filled in: exponent 0.5 and batch_mean are the main grid's SC-SDPO again
+        ({"sc": {"algorithm": "sc_sdpo", "exponent": 0.5}}, {"same": {"algorithm": "sc_sdpo"}},
+         "ablation.methods.same: trains the same as methods.sc"),
+        # sc_sdpo at exponent 0 is sdpo
+        ({"s": {"algorithm": "sdpo"}}, {"zero": {"algorithm": "sc_sdpo", "exponent": 0}},
+         "ablation.methods.zero: trains the same as methods.s"),
+    ],
+)
+def test_method_roles_are_checked_whatever_the_keys(methods, ablation_methods, match):
+    config = _config(methods=methods)
+    config["ablation"] = {**config["ablation"], "methods": ablation_methods}
+    with pytest.raises(ConfigProblem, match=match):
+        check_config_references(config)
+
+
+def test_free_method_keys_are_accepted():
+    config = _config(methods={"baseline": {"algorithm": "grpo"}, "plain": {"algorithm": "sdpo"},
+                              "scsdpo": {"algorithm": "sc_sdpo"}})
+    check_config_references(config)  # no error: the analysis works from the algorithms
+
+
+def test_command_line_strings_get_the_schema_types():
+    # what `snakemake --config` hands over: nested values are strings (YAML BaseLoader)
+    given = {"base_model": {"bf16": "false", "warm_start_steps": "10", "warm_start_lr": "3e-4"},
+             "train": {"lr": "3e-4", "total_steps": "5", "unknown_key": "7"},
+             "seeds": ["0", "1"], "evaluation": {"limit": "null", "backend": "hf"},
+             "methods": {"m": {"algorithm": "sc_sdpo", "exponent": "1", "label": "1"}}}
+    typed = coerce_to_schema(given, SCHEMA, SCHEMA)
+    assert typed["base_model"] == {"bf16": False, "warm_start_steps": 10, "warm_start_lr": 3e-4}
+    assert typed["train"] == {"lr": 3e-4, "total_steps": 5, "unknown_key": "7"}  # no schema: left to the trainer
+    assert typed["seeds"] == [0, 1] and typed["evaluation"] == {"limit": None, "backend": "hf"}
+    assert typed["methods"]["m"] == {"algorithm": "sc_sdpo", "exponent": 1, "label": "1"}  # label is a string
+    assert type(typed["base_model"]["bf16"]) is bool and type(typed["train"]["total_steps"]) is int
+    typed_file = coerce_to_schema({"base_model": {"bf16": True}, "seeds": [3]}, SCHEMA, SCHEMA)
+    assert typed_file == {"base_model": {"bf16": True}, "seeds": [3]}  # a config file's values pass unchanged
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["base_model"].update(bf16="maybe"), "base_model.bf16: 'maybe' is not of type 'boolean'"),
+        (lambda c: c["train"].update(lr="-1"), "train.lr: -1 is less than or equal to the minimum of 0"),
+        (lambda c: c.pop("models"), "config: 'models' is a required property"),
+        (lambda c: c["methods"]["sdpo"].update(algorithm="ppo"), "methods.sdpo.algorithm: 'ppo' is not one of"),
+    ],
+)
+def test_schema_problems_are_one_line_naming_the_key(change, message):
+    config = {**_config(), "base_model": {"bf16": "true"}}
+    change(config)
+    with pytest.raises(ConfigProblem) as caught:
+        prepare_config(config, SCHEMA)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
 def test_effective_train_config_sets_method_and_sdpo_exponent_zero(tmp_path):

@@ -44,4 +44,5 @@ BENCHMARK_CPU_S = "cpu_time"
 
 # ---- the columns that identify a run in every analysis frame ----
 RUN_KEYS = ("model", "task", "method", "seed")
-RUN_COLUMNS = ("model", "task", "method", "algorithm", "label", "exponent", "normalize", "seed")
+# ablation: the method is an ablation variant (config ablation.methods), not the main grid's method of its algorithm
+RUN_COLUMNS = ("model", "task", "method", "algorithm", "label", "exponent", "normalize", "seed", "ablation")

@@ -47,7 +47,7 @@ def make_run_index(entries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             if key not in entry:
                 raise ValueError(f"run index entry {i}: missing field '{key}'")
         row = {"algorithm": entry["method"], "label": None, "exponent": math.nan, "normalize": None,
-               "run_dir": None, "eval_dir": None, **entry}
+               "run_dir": None, "eval_dir": None, "ablation": False, **entry}
         if row["algorithm"] not in ALGORITHMS:
             raise ValueError(f"run index entry {i}: field 'algorithm' is {row['algorithm']!r}, not one of {ALGORITHMS}")
         config = read_run_config(row["run_dir"]) if row["run_dir"] else {}
@@ -65,12 +65,36 @@ def make_run_index(entries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                                 ("norm_adv_by_std", names.CONFIG_NORM_ADV_BY_STD)):
             if key not in row and config_key in config:
                 row[key] = config[config_key]
-        row["label"] = row["label"] or default_label(row["method"])
+        # a main-grid method under a free key is named after its algorithm; an ablation variant after its key
+        row["label"] = row["label"] or default_label(row["method"] if row["ablation"] else row["algorithm"])
+        row["ablation"] = bool(row["ablation"])
         row["seed"] = int(row["seed"])
         rows.append(row)
     if not rows:
         raise ValueError("the run index is empty")
     return pd.DataFrame(rows)
+
+
+ALGORITHM_ORDER = {name: rank for rank, name in enumerate(ALGORITHMS)}
+
+
+def main_methods(frame: pd.DataFrame, algorithms: Sequence[str] = ALGORITHMS) -> list[str]:
+    """The main grid's method keys (ablation variants excluded) whose algorithm is in ``algorithms``, in the
+    order base, GRPO, SDPO, SC-SDPO. The analysis finds methods by algorithm: their keys are free labels."""
+    if frame.empty:
+        return []
+    ablation = frame["ablation"] if "ablation" in frame else pd.Series(False, index=frame.index)
+    chosen = frame[~ablation.astype(bool) & frame["algorithm"].isin(algorithms)]
+    pairs = dict(zip(chosen["method"], chosen["algorithm"], strict=True))
+    return sorted(pairs, key=lambda m: (ALGORITHM_ORDER.get(pairs[m], len(ALGORITHMS)), m))
+
+
+def method_of(frame: pd.DataFrame, algorithm: str) -> str | None:
+    """The main grid's method with ``algorithm`` (None if absent); the config allows one per algorithm."""
+    found = main_methods(frame, (algorithm,))
+    if len(found) > 1:
+        raise ValueError(f"several main-grid methods have algorithm {algorithm!r}: {found}")
+    return found[0] if found else None
 
 
 def default_label(method: str) -> str:
@@ -280,6 +304,7 @@ def step_bin_coefficients(training: pd.DataFrame) -> pd.DataFrame:
             totals = bin_coefficients(counts.tolist(), n, algorithm=first["algorithm"], exponent=exponent,
                                       normalize=normalize)
             for k in range(n + 1):
-                rows.append({**{c: first[c] for c in names.RUN_COLUMNS}, names.STEP: step_row[names.STEP],
+                rows.append({**{c: first.get(c, False if c == "ablation" else None) for c in names.RUN_COLUMNS},
+                             names.STEP: step_row[names.STEP],
                              "k": k, "p_hat": k / n, "questions": counts[k], "coefficient": totals[k]})
     return pd.DataFrame(rows)

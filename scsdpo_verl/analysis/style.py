@@ -7,7 +7,7 @@ and saved with ``save_figure`` as PNG and PDF.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +59,26 @@ def sort_methods(methods) -> list[str]:
     """Known methods in the canonical order, then the others alphabetically."""
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     return sorted(dict.fromkeys(methods), key=lambda m: (rank.get(m, len(rank)), m))
+
+
+def styles_for(methods: Iterable[tuple[str, str, str | None, bool]]) -> dict[str, MethodStyle]:
+    """Styles of (method key, algorithm, label, is ablation variant) tuples, keyed by method.
+
+    Method keys are free labels: the main grid's method of each algorithm gets that algorithm's style (so a
+    method named ``scsdpo`` with algorithm sc_sdpo is drawn as SC-SDPO); ablation variants and any further
+    method of an algorithm get the remaining colours.
+    """
+    styles: dict[str, MethodStyle] = {}
+    taken: set[str] = set()
+    for method, algorithm, label, ablation in sorted(set(methods), key=lambda t: (t[3], t[0])):
+        if method in styles:
+            continue
+        if not ablation and algorithm in METHOD_STYLES and algorithm not in taken:
+            taken.add(algorithm)
+            styles[method] = method_style(algorithm, label)
+        else:
+            styles[method] = method_style(method if method not in METHOD_STYLES else f"{method}*", label or method)
+    return styles
 
 
 RC_PARAMS = {

@@ -2,29 +2,34 @@
 
 Every table is built as a tidy frame first (one row per cell: mean, 95% t-interval, number of seeds; values
 are accuracies in [0, 1]) and written as ``<prefix>.csv``; the Markdown and LaTeX renderings show percentages
-"mean ± half-width" (no ± with a single seed). The per-benchmark "average" is computed per seed (the mean over
-the benchmarks that seed has) before the interval is taken, so it is an interval of the average.
+"mean ± half-width" (no ± with a single seed), a column with the number of seeds of each row, and a footer
+(Markdown) / caption (LaTeX) that says what ± is, which maj@k estimator the column holds and what the average
+averages. The per-benchmark "average" is computed per seed over the benchmarks that every row of the model has
+(so rows are comparable; a seed missing one of them has no average) before the interval is taken; with fewer
+than two such benchmarks there is no average column.
+Methods are found by algorithm (their keys are free labels): the main table holds the main grid's methods,
+and the Δ row compares its SC-SDPO method with its SDPO method.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from scsdpo_verl.analysis import metric_names as names
-from scsdpo_verl.analysis.runs import default_label
+from scsdpo_verl.analysis.runs import ALGORITHM_ORDER, default_label, main_methods, method_of
 from scsdpo_verl.analysis.stats import Interval, difference_interval, t_interval
 
-MAIN_METHODS = ("base", "grpo", "sdpo", "sc_sdpo")
 AVERAGE = "average"
-DELTA_METHOD = "delta_sc_sdpo_minus_sdpo"
-DELTA_LABEL = "Δ SC-SDPO − SDPO"
+DELTA_METHOD = "delta_sc_sdpo_minus_sdpo"  # the Δ row's method with the default keys (see delta_method)
 TIDY_COLUMNS = ("model", "method", "label", "benchmark", "metric", "mean", "half_width", "ci_low", "ci_high",
                 "n_seeds")
+SEEDS_COLUMN = "seeds"
 
 
 def metric_pair(k: int = 16, *, maj: str = "bootstrap") -> tuple[str, str]:
@@ -34,16 +39,43 @@ def metric_pair(k: int = 16, *, maj: str = "bootstrap") -> tuple[str, str]:
 
 
 def display_metric(metric: str) -> str:
-    """Header text of a metric column: maj@16_bootstrap is shown as maj@16 (the caption says which)."""
+    """Header text of a metric column: maj@16_bootstrap is shown as maj@16 (the footer says which)."""
     return metric.removesuffix("_bootstrap")
 
 
+def delta_method(sc_sdpo: str, sdpo: str) -> str:
+    return f"delta_{sc_sdpo}_minus_{sdpo}"
+
+
+def averaged_benchmarks(evals: pd.DataFrame, row_keys: Sequence[str], metric: str) -> dict[str, list[str]]:
+    """Per model: the benchmarks every row (``row_keys`` besides model) has a value for; [] when fewer than 2."""
+    present = evals.dropna(subset=[metric])
+    common: dict[str, list[str]] = {}
+    for model, part in present.groupby("model", sort=False):
+        per_row = [set(rows["task"]) for _, rows in part.groupby(list(row_keys), dropna=False)]
+        shared = set.intersection(*per_row) if per_row else set()
+        common[model] = sorted(shared) if len(shared) >= 2 else []
+    return common
+
+
 def per_seed_values(evals: pd.DataFrame, group: Sequence[str], metric: str) -> pd.DataFrame:
-    """``group`` columns + benchmark + seed -> value, adding benchmark "average" = per-seed mean over benchmarks."""
-    values = evals[[*group, "task", "seed", metric]].rename(columns={"task": "benchmark", metric: "value"})
-    average = values.groupby([*group, "seed"], as_index=False, dropna=False)["value"].mean()
-    average["benchmark"] = AVERAGE
-    return pd.concat([values, average], ignore_index=True)
+    """``group`` columns (model first) + benchmark + seed -> value, adding benchmark "average": per seed, the mean
+    over the benchmarks every row of the model has (``averaged_benchmarks``); a seed missing one gets none."""
+    present = evals.dropna(subset=[metric])
+    values = present[[*group, "task", "seed", metric]].rename(columns={"task": "benchmark", metric: "value"})
+    averages = []
+    for model, tasks in averaged_benchmarks(present, group, metric).items():
+        if not tasks:
+            continue
+        part = values[(values["model"] == model) & values["benchmark"].isin(tasks)]
+        per_seed = part.groupby([*group, "seed"], as_index=False, dropna=False).agg(
+            value=("value", "mean"), benchmarks=("benchmark", "nunique"))
+        averages.append(per_seed[per_seed["benchmarks"] == len(tasks)].drop(columns="benchmarks"))
+    if averages:
+        average = pd.concat(averages, ignore_index=True)
+        average["benchmark"] = AVERAGE
+        values = pd.concat([values, average], ignore_index=True)
+    return values
 
 
 def _cell(keys: dict, metric: str, interval: Interval) -> dict:
@@ -52,33 +84,47 @@ def _cell(keys: dict, metric: str, interval: Interval) -> dict:
 
 
 def build_main_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, *,
-                     methods: Sequence[str] = MAIN_METHODS, k: int = 16, maj: str = "bootstrap") -> pd.DataFrame:
+                     methods: Sequence[str] | None = None, k: int = 16, maj: str = "bootstrap") -> pd.DataFrame:
     """Main table from ``eval_frame`` rows: model x method, benchmark x {mean@k, maj@k} (+ average) and the
-    per-model Delta row SC-SDPO - SDPO (paired over seeds). Writes <prefix>.csv/.md/.tex when given a prefix.
+    per-model Δ row SC-SDPO − SDPO (paired over seeds). Writes <prefix>.csv/.md/.tex when given a prefix.
+
+    ``methods``: method keys (default: the base model and the main grid's methods, found by algorithm).
     """
+    methods = list(methods) if methods is not None else main_methods(evals)
     evals = evals[evals["method"].isin(methods)]
     if evals.empty:
         raise ValueError(f"no evaluation results for methods {list(methods)}")
     labels = dict(zip(evals["method"], evals["label"], strict=False))
+    sdpo, sc_sdpo = method_of(evals, "sdpo"), method_of(evals, "sc_sdpo")
+    delta = delta_method(sc_sdpo, sdpo) if sdpo and sc_sdpo else None
+    averaged: dict[str, list[str]] = {}
     rows = []
     for metric in metric_pair(k, maj=maj):
+        averaged = averaged_benchmarks(evals, ["model", "method"], metric)
         values = per_seed_values(evals, ["model", "method"], metric)
         for (model, method, benchmark), cell in values.groupby(["model", "method", "benchmark"], sort=False):
             keys = {"model": model, "method": method, "label": labels.get(method, default_label(method)),
                     "benchmark": benchmark}
             rows.append(_cell(keys, metric, t_interval(cell["value"].tolist())))
-            if method != "sc_sdpo":
+            if delta is None or method != sc_sdpo:
                 continue
-            sdpo = values[(values["model"] == model) & (values["method"] == "sdpo")
-                          & (values["benchmark"] == benchmark)]
-            if sdpo.empty:
+            reference = values[(values["model"] == model) & (values["method"] == sdpo)
+                               & (values["benchmark"] == benchmark)]
+            if reference.empty:
                 continue
             interval = difference_interval(dict(zip(cell["seed"], cell["value"], strict=True)),
-                                           dict(zip(sdpo["seed"], sdpo["value"], strict=True)))
-            rows.append(_cell({**keys, "method": DELTA_METHOD, "label": DELTA_LABEL}, metric, interval))
-    table = _ordered(pd.DataFrame(rows), [*methods, DELTA_METHOD])
+                                           dict(zip(reference["seed"], reference["value"], strict=True)))
+            label = f"Δ {labels.get(sc_sdpo, sc_sdpo)} − {labels.get(sdpo, sdpo)}"
+            rows.append(_cell({**keys, "method": delta, "label": label}, metric, interval))
+    order = {m: i for i, m in enumerate(methods)}
+    if delta is not None:
+        order[delta] = len(order)
+    table = _ordered(pd.DataFrame(rows), order)
     if out_prefix is not None:
-        write_table(table, out_prefix, row_keys=("model", "label"), title="Main results")
+        notes = [*interval_notes(table), maj_note(k, maj), average_note(averaged)]
+        if delta is not None:
+            notes.append(f"Δ: {labels.get(sc_sdpo, sc_sdpo)} − {labels.get(sdpo, sdpo)}, paired by seed.")
+        write_table(table, out_prefix, row_keys=("model", "label"), title="Main results", notes=notes)
     return table
 
 
@@ -95,8 +141,10 @@ def build_ablation_table(evals: pd.DataFrame, out_prefix: str | Path | None = No
     if evals.empty:
         raise ValueError("no SDPO/SC-SDPO evaluation results for the ablation table")
     evals["normalize"] = np.where(evals["exponent"] == 0, "-", evals["normalize"].fillna("batch_mean"))
+    averaged: dict[str, list[str]] = {}
     rows = []
     for metric in metric_pair(k, maj=maj):
+        averaged = averaged_benchmarks(evals, ["model", "exponent", "normalize"], metric)
         values = per_seed_values(evals, ["model", "exponent", "normalize"], metric)
         for (model, exponent, normalize, benchmark), cell in values.groupby(
                 ["model", "exponent", "normalize", "benchmark"]):
@@ -106,8 +154,39 @@ def build_ablation_table(evals: pd.DataFrame, out_prefix: str | Path | None = No
             rows.append(_cell(keys, metric, t_interval(cell["value"].tolist())))
     table = pd.DataFrame(rows).sort_values(["model", "exponent", "normalize"], kind="stable").reset_index(drop=True)
     if out_prefix is not None:
-        write_table(table, out_prefix, row_keys=("model", "label"), title="Ablation")
+        notes = [*interval_notes(table), maj_note(k, maj), average_note(averaged)]
+        write_table(table, out_prefix, row_keys=("model", "label"), title="Ablation", notes=notes)
     return table
+
+
+# --------------------------------------------------------------------------------------------------- notes
+
+
+def interval_notes(table: pd.DataFrame) -> list[str]:
+    """What the cells are and what ± means, with the t quantile of each seed count present."""
+    counts = sorted({int(n) for n in table["n_seeds"] if n >= 2})
+    quantiles = ", ".join(f"t = {stats.t.ppf(0.975, df=n - 1):.2f} with {n} seeds" for n in counts)
+    text = ("Cells: accuracy in %, mean over seeds ± the half-width of the 95% Student-t interval over seeds "
+            f"({quantiles or 'no row has 2 seeds'}); no ± with one seed. Seeds: the number of seeds of the row.")
+    notes = [text]
+    if counts and counts[0] <= 3:
+        notes.append(f"With {counts[0]} seeds the interval is wide by construction: read ± as 'no precision "
+                     "claimed', not as the spread of the seeds.")
+    return notes
+
+
+def maj_note(k: int, maj: str) -> str:
+    if maj == "bootstrap":
+        return (f"maj@{k}: the bootstrap estimate of majority-vote accuracy (verl's maj@k/mean: the vote over {k} "
+                f"answers drawn with replacement from the {k}, averaged over 1000 draws), not the single vote over "
+                f"the {k} answers.")
+    return f"maj@{k}: the exact majority vote over the {k} answers."
+
+
+def average_note(averaged: Mapping[str, Sequence[str]]) -> str:
+    parts = [f"{model}: {', '.join(tasks)}" if tasks else f"{model}: none (fewer than 2 benchmarks shared by every "
+             "row)" for model, tasks in averaged.items()]
+    return "average: per seed, the mean over the benchmarks every row of the model has (" + "; ".join(parts) + ")."
 
 
 def read_benchmark(path: str | Path) -> dict[str, float]:
@@ -154,7 +233,8 @@ def build_cost_table(index: pd.DataFrame, training: pd.DataFrame, out_prefix: st
         tokens_generated=("tokens", "sum"),
         median_step_s=("step_times", _median_of_lists),
     ).reset_index()
-    table = _ordered(table, MAIN_METHODS)
+    algorithms = dict(zip(trained["method"], trained["algorithm"], strict=False))
+    table = _ordered(table, {m: ALGORITHM_ORDER.get(a, len(ALGORITHM_ORDER)) for m, a in algorithms.items()})
     if out_prefix is not None:
         write_cost_table(table, out_prefix)
     return table
@@ -168,8 +248,8 @@ def _median_of_lists(lists: pd.Series) -> float:
 # --------------------------------------------------------------------------------------------------- rendering
 
 
-def _ordered(table: pd.DataFrame, method_order: Sequence[str]) -> pd.DataFrame:
-    rank = {m: i for i, m in enumerate(method_order)}
+def _ordered(table: pd.DataFrame, rank: Mapping[str, int]) -> pd.DataFrame:
+    """Rows by model, then by ``rank`` of the method (unranked last, in order of appearance)."""
     order = table["method"].map(lambda m: rank.get(m, len(rank)))
     return table.assign(_rank=order).sort_values(["model", "_rank"], kind="stable").drop(columns="_rank") \
         .reset_index(drop=True)
@@ -186,20 +266,30 @@ def format_cell(mean: float, half_width: float, *, percent: bool = True, digits:
     return text
 
 
+def _seed_counts(counts: Sequence[int]) -> str:
+    low, high = int(min(counts)), int(max(counts))
+    return str(low) if low == high else f"{low}–{high}"
+
+
 def wide_table(tidy: pd.DataFrame, row_keys: Sequence[str], *, plus_minus: str = "±") -> pd.DataFrame:
-    """Rows ``row_keys``, columns "<benchmark> <metric>" (benchmarks in first-seen order, average last)."""
+    """Rows ``row_keys`` + the row's number of seeds, columns "<benchmark> <metric>" (benchmarks in first-seen
+    order, average last)."""
     benchmarks = [b for b in dict.fromkeys(tidy["benchmark"]) if b != AVERAGE]
     if AVERAGE in set(tidy["benchmark"]):
         benchmarks.append(AVERAGE)
     metrics = list(dict.fromkeys(tidy["metric"]))
-    rows = {}
+    rows: dict[tuple, dict[str, str]] = {}
+    seeds: dict[tuple, list[int]] = {}
     for _, cell in tidy.iterrows():
         key = tuple(cell[k] for k in row_keys)
         column = f"{cell['benchmark']} {display_metric(cell['metric'])}"
         rows.setdefault(key, {})[column] = format_cell(cell["mean"], cell["half_width"], plus_minus=plus_minus)
+        if cell["benchmark"] != AVERAGE:
+            seeds.setdefault(key, []).append(int(cell["n_seeds"]))
     columns = [f"{b} {display_metric(m)}" for b in benchmarks for m in metrics]
-    frame = pd.DataFrame([{**dict(zip(row_keys, key, strict=True)), **values} for key, values in rows.items()])
-    return frame.reindex(columns=[*row_keys, *columns]).fillna("–")
+    frame = pd.DataFrame([{**dict(zip(row_keys, key, strict=True)), SEEDS_COLUMN: _seed_counts(seeds[key]), **values}
+                          for key, values in rows.items()])
+    return frame.reindex(columns=[*row_keys, SEEDS_COLUMN, *columns]).fillna("–")
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -232,14 +322,17 @@ def to_latex(frame: pd.DataFrame, caption: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(tidy: pd.DataFrame, out_prefix: str | Path, *, row_keys: Sequence[str], title: str) -> None:
-    """<prefix>.csv (tidy, fractions), <prefix>.md and <prefix>.tex (wide, percent, mean ± 95% CI)."""
+def write_table(tidy: pd.DataFrame, out_prefix: str | Path, *, row_keys: Sequence[str], title: str,
+                notes: Sequence[str] = ()) -> None:
+    """<prefix>.csv (tidy, fractions), <prefix>.md and <prefix>.tex (wide, percent, mean ± 95% CI), the ``notes``
+    below the Markdown table and in the LaTeX caption: a table copied on its own still says what it shows."""
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     tidy.to_csv(out_prefix.with_suffix(".csv"), index=False)
     wide = wide_table(tidy, row_keys)
-    out_prefix.with_suffix(".md").write_text(to_markdown(wide))
-    out_prefix.with_suffix(".tex").write_text(to_latex(wide, caption=f"{title} (accuracy %, mean ± 95% CI)"))
+    footer = "".join(f"\n{note}\n" for note in notes)
+    out_prefix.with_suffix(".md").write_text(f"**{title}**\n\n" + to_markdown(wide) + footer)
+    out_prefix.with_suffix(".tex").write_text(to_latex(wide, caption=" ".join([f"{title}.", *notes])))
 
 
 def write_cost_table(table: pd.DataFrame, out_prefix: str | Path) -> None:

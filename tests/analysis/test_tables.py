@@ -17,6 +17,7 @@ from scsdpo_verl.analysis.tables import (
     build_main_table,
     format_cell,
     latex_escape,
+    wide_table,
 )
 
 T1 = 12.706204736  # t_{0.975, 1}: two seeds
@@ -92,10 +93,53 @@ def test_main_table_values_and_delta(evals, tmp_path):
     csv = pd.read_csv(tmp_path / "main_table.csv")
     assert len(csv) == len(table)
     markdown = (tmp_path / "main_table.md").read_text()
-    assert "| tiny | SC-SDPO | 60.0 ± 127.1 | 62.0 ± 127.1 |" in markdown
-    assert "| tiny | Base | 30.0 | 32.0 | 20.0 | 22.0 | 25.0 | 27.0 |" in markdown
+    # columns: model, label, seeds, sci mean@16, sci maj@16 (bootstrap = mean + 0.02), tool ..., average ...
+    assert "| model | label | seeds | sci mean@16 | sci maj@16 | tool mean@16 | tool maj@16 |" in markdown
+    assert "| tiny | SC-SDPO | 2 | 60.0 ± 127.1 | 62.0 ± 127.1 | 40.0 ± 0.0 | 42.0 ± 0.0 |" in markdown
+    assert "| tiny | Base | 1 | 30.0 | 32.0 | 20.0 | 22.0 | 25.0 | 27.0 |" in markdown
     latex = (tmp_path / "main_table.tex").read_text()
     assert r"\toprule" in latex and r"60.0 $\pm$ 127.1" in latex and r"$\Delta$ SC-SDPO" in latex
+
+
+def test_tables_say_what_they_show(evals, tmp_path):
+    build_main_table(evals, tmp_path / "main_table")
+    build_ablation_table(evals, tmp_path / "ablation_table")
+    for name in ("main_table", "ablation_table"):
+        for text in ((tmp_path / f"{name}.md").read_text(), (tmp_path / f"{name}.tex").read_text()):
+            flat = " ".join(text.split()).replace(r"\%", "%").replace(r"$\pm$", "±")  # LaTeX read as text
+            assert "95% Student-t interval over seeds" in flat and "t = 12.71 with 2 seeds" in flat, name
+            assert "maj@16: the bootstrap estimate of majority-vote accuracy" in flat, name
+            assert "no ± with one seed" in flat, name
+    assert "average: per seed, the mean over the benchmarks every row of the model has (tiny: sci, tool)" in \
+        (tmp_path / "main_table.md").read_text()
+
+
+def test_main_table_average_uses_only_benchmarks_every_row_has(evals):
+    # GRPO seed 1 lost its tool evaluation: its average is seed 0's only; the other rows keep both seeds
+    partial = evals[~((evals["method"] == "grpo") & (evals["task"] == "tool") & (evals["seed"] == 1))]
+    table = build_main_table(partial)
+    grpo = cell(table, method="grpo", benchmark=AVERAGE, metric="mean@16")
+    assert grpo["mean"] == pytest.approx((0.40 + 0.30) / 2) and grpo["n_seeds"] == 1
+    assert cell(table, method="sdpo", benchmark=AVERAGE, metric="mean@16")["n_seeds"] == 2
+    shown = wide_table(table, ("model", "label")).set_index("label")["seeds"]
+    assert shown.to_dict() == {"Base": "1", "GRPO": "1–2", "SDPO": "2", "SC-SDPO": "2", "Δ SC-SDPO − SDPO": "2"}
+    # a model whose rows share one benchmark only has no average at all
+    assert AVERAGE not in set(build_main_table(evals[evals["task"] == "sci"])["benchmark"])
+
+
+def test_main_table_finds_methods_by_algorithm_whatever_their_keys(tmp_path):
+    from scsdpo_verl.analysis.runs import eval_frame, run_index_from_workflow
+
+    from .conftest import write_results
+
+    rename = {"grpo": "baseline", "sdpo": "plain", "sc_sdpo": "scsdpo", "sc_sdpo_exp1": "e1"}
+    config = write_results(tmp_path, rename)
+    table = build_main_table(eval_frame(run_index_from_workflow(config, tmp_path)))
+    delta = "delta_scsdpo_minus_plain"
+    assert table["method"].drop_duplicates().tolist() == ["base", "baseline", "plain", "scsdpo", delta]
+    row = cell(table, method=delta, benchmark="sci", metric="mean@16")
+    assert row["label"] == "Δ SC-SDPO − SDPO" and row["mean"] == pytest.approx(0.15)
+    assert "e1" not in set(table["method"])
 
 
 def test_maj_exact_option(evals):
@@ -107,10 +151,22 @@ def test_ablation_table(evals, tmp_path):
     table = build_ablation_table(evals, tmp_path / "ablation_table")
     sci = table[(table["benchmark"] == "sci") & (table["metric"] == "mean@16")]
     by_label = dict(zip(sci["label"], sci["mean"], strict=True))
-    assert by_label == pytest.approx({"exponent 0 (SDPO)": 0.45, "exponent 0.5, batch_max": 0.6,
+    assert by_label == pytest.approx({"exponent 0 (SDPO)": 0.45, "exponent 0.5, batch_max": 0.64,
                                       "exponent 0.5, batch_mean": 0.6, "exponent 1, batch_mean": 0.5})
-    assert cell(sci, label="exponent 0.5, batch_max")["half_width"] == pytest.approx(0.0)
-    assert (tmp_path / "ablation_table.md").read_text().count("| tiny |") == 4
+    assert cell(sci, label="exponent 0.5, batch_max")["half_width"] == pytest.approx(T1 * 0.02)
+    # exponent 1 and batch_max ran on sci only: an "average" would compare different task sets, so none
+    assert AVERAGE not in set(table["benchmark"])
+    markdown = (tmp_path / "ablation_table.md").read_text()
+    assert markdown.count("| tiny |") == 4 and "average" not in markdown.splitlines()[2]
+    assert "tiny: none (fewer than 2 benchmarks shared by every row)" in markdown
+
+
+def test_ablation_table_average_when_every_row_has_every_task(evals):
+    table = build_ablation_table(evals[~evals["method"].isin(["sc_sdpo_exp1", "sc_sdpo_max"])])
+    average = table[(table["benchmark"] == AVERAGE) & (table["metric"] == "mean@16")]
+    # per seed (sci + tool) / 2, then the mean over seeds: SDPO (0.35, 0.45), SC-SDPO (0.45, 0.55)
+    assert dict(zip(average["label"], average["mean"], strict=True)) == pytest.approx(
+        {"exponent 0 (SDPO)": 0.4, "exponent 0.5, batch_mean": 0.5})
 
 
 def test_cost_table(index, training, tmp_path):

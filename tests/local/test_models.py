@@ -123,3 +123,81 @@ def test_smollm2_conversion(tmp_path):  # pragma: no cover - optional
     models.convert_smollm2(tmp_path)
     model, tokenizer = models.load_pretrained(tmp_path)
     assert model.config.vocab_size == 49152 and tokenizer.chat_template
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _kill_after(step_to_die: int):
+    def on_step_end(step: int) -> None:
+        if step == step_to_die:
+            raise Interrupt
+    return on_step_end
+
+
+def _small_model(tokenizer):
+    return models.build_tiny_model("qwen3-tiny", tokenizer, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_warm_start_resumes_after_an_interrupt_to_the_same_weights(tokenizer, tmp_path, bf16):
+    torch.set_num_threads(1)
+    rows = fake_rows(24, 0)  # 3 batches of 8 per shuffled pool: the data-order RNG is drawn again after a resume
+    kwargs = dict(steps=7, batch_size=8, lr=1e-2, log_every=0, teacher_fraction=0.5, bf16=bf16, save_every=2,
+                  progress_bar=False)
+    full = _small_model(tokenizer)
+    full_losses = models.warm_start(full, tokenizer, rows, checkpoint_dir=tmp_path / "full", **kwargs)
+    # the last step is saved too: a job interrupted after the warm start (in its pass-rate report) skips it
+    seen = []
+    again = _small_model(tokenizer)
+    assert models.warm_start(again, tokenizer, rows, checkpoint_dir=tmp_path / "full", on_step_end=seen.append,
+                             **kwargs) == full_losses
+    assert seen == [] and all(torch.equal(a, b) for a, b in zip(full.state_dict().values(),
+                                                                again.state_dict().values(), strict=True))
+
+    resumed = _small_model(tokenizer)
+    with pytest.raises(Interrupt):  # dies after step 5: steps 1-4 are saved, step 5's work is lost
+        models.warm_start(resumed, tokenizer, rows, checkpoint_dir=tmp_path / "killed",
+                          on_step_end=_kill_after(5), **kwargs)
+    assert torch.load(tmp_path / "killed" / models.WARM_START_STATE, weights_only=False)["step"] == 4
+    resumed = _small_model(tokenizer)  # a new process: fresh weights, the state comes from the checkpoint
+    seen = []
+    losses = models.warm_start(resumed, tokenizer, rows, checkpoint_dir=tmp_path / "killed", on_step_end=seen.append,
+                               **kwargs)
+    assert seen == [5, 6, 7]  # only the steps after the checkpoint ran
+    assert losses == full_losses
+    for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_warm_start_state_of_other_settings_is_not_used(tokenizer, tmp_path):
+    torch.set_num_threads(1)
+    rows = fake_rows(64, 0)
+    kwargs = dict(steps=4, batch_size=8, log_every=0, save_every=2, progress_bar=False, checkpoint_dir=tmp_path)
+    with pytest.raises(Interrupt):
+        models.warm_start(_small_model(tokenizer), tokenizer, rows, lr=1e-2, on_step_end=_kill_after(3), **kwargs)
+    seen = []
+    models.warm_start(_small_model(tokenizer), tokenizer, rows, lr=5e-3, on_step_end=seen.append, **kwargs)
+    assert seen == [1, 2, 3, 4]  # another learning rate: the saved state is ignored, the warm start starts afresh
+
+
+def test_make_base_resumes_and_removes_its_state(tmp_path):
+    kwargs = dict(sft_rows_per_task=40, sft_steps=5, sft_batch=4, eval_questions=1, eval_k=1, threads=1,
+                  save_every=2)
+    full = models.make_base("qwen3-tiny", tmp_path / "full" / "base", checkpoint_dir=tmp_path / "full" / "state",
+                            **kwargs)
+    state = tmp_path / "killed" / "state"
+    with pytest.raises(Interrupt):
+        models.make_base("qwen3-tiny", tmp_path / "killed" / "base", checkpoint_dir=state,
+                         on_step_end=_kill_after(3), **kwargs)
+    assert (state / models.WARM_START_STATE).is_file()
+    seen = []
+    resumed = models.make_base("qwen3-tiny", tmp_path / "killed" / "base", checkpoint_dir=state,
+                               on_step_end=seen.append, **kwargs)
+    assert seen == [3, 4, 5] and not state.exists()  # resumed after the step-2 state, which is then removed
+    assert resumed["sft_loss_last"] == full["sft_loss_last"] and resumed["tasks"] == full["tasks"]
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "base").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "killed" / "base").state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)

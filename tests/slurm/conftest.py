@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .slurm_tools import CLUSTER_SH, skip_or_fail
+from .slurm_tools import CLUSTER_SH, console, skip_or_fail
 
 LOCK_PATH = Path("/tmp/scsdpo-slurm.lock")  # one test session at a time may own the cluster (ports, /etc/slurm)
 SLURM_BINARIES = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "munged", "mariadbd")
@@ -30,8 +30,9 @@ def _cluster(command: str, timeout_s: float) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster():
+def slurm_cluster(request):
     """Start the cluster once per session; yields nothing useful (the names are in slurm_tools)."""
+    say = console(request.config, "SLURM cluster")
     if os.environ.get("SCSDPO_SLURM_TESTS") == "0":
         skip_or_fail("SCSDPO_SLURM_TESTS=0")
     if os.geteuid() != 0:
@@ -46,9 +47,11 @@ def slurm_cluster():
         skip_or_fail(f"another test session holds {LOCK_PATH} and is using the local SLURM cluster")
     try:
         if _missing_binaries():
+            say("installing slurm-wlm, munge and mariadb with apt-get (a few minutes)")
             installed = _cluster("install", timeout_s=900)
             if installed.returncode != 0:
                 skip_or_fail(f"apt-get could not install SLURM:\n{installed.stderr[-3000:]}")
+        say("starting slurmctld, slurmd and slurmdbd")
         started = _cluster("start", timeout_s=300)
         if started.returncode != 0:
             _cluster("stop", timeout_s=120)

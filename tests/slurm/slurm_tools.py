@@ -6,8 +6,10 @@ any machine; the rest needs the cluster that cluster.sh starts.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,19 +68,45 @@ class Run:
     seconds: float
 
 
+Progress = Callable[[str], None]
+PROGRESS_LINE = re.compile(r"^\d+ of \d+ steps \(\d+%\) done$")  # snakemake's line after each finished job
+
+
+def console(config: pytest.Config, label: str) -> Progress:
+    """A function that prints ``[label] text`` on the terminal while pytest captures the tests' output.
+
+    The SLURM and smoke runs take minutes each; without this, ``pytest -q`` stays silent for over 10 minutes.
+    """
+    capture = config.pluginmanager.getplugin("capturemanager")
+    terminal = config.pluginmanager.getplugin("terminalreporter")
+
+    def report(text: str) -> None:
+        if terminal is None:  # e.g. pytest -p no:terminal
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            terminal.write_line(f"[{label}] {text}")
+
+    return report
+
+
 def run_snakemake(args: list[str], *, log_path: Path, timeout_s: float, env: Mapping[str, str] | None = None,
-                  cwd: Path = REPO, while_running: Callable[[], None] | None = None) -> Run:
+                  cwd: Path = REPO, while_running: Callable[[], None] | None = None,
+                  progress: Progress | None = None) -> Run:
     """Run ``python -m snakemake ARGS`` with output to ``log_path``; stop it with SIGINT after ``timeout_s``.
 
     ``while_running`` is called about every 0.1 s until snakemake exits (to act on the cluster mid-run).
     SIGINT, not SIGTERM: the slurm executor ignores SIGTERM while jobs are active and then waits for them forever
     if its status command fails; on SIGINT it cancels its jobs and exits.
+    ``progress`` receives the start (with the log's path), snakemake's "N of M steps done" lines and the end.
     """
     start = time.monotonic()
     timed_out = False
-    with open(log_path, "w") as log:
+    if progress is not None:
+        progress(f"snakemake started, log: {log_path}")
+    with open(log_path, "w") as log, open(log_path) as follow:
         proc = subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, env=None if env is None else dict(env),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        pending = ""
         try:
             while proc.poll() is None:
                 if time.monotonic() - start > timeout_s:
@@ -88,6 +116,12 @@ def run_snakemake(args: list[str], *, log_path: Path, timeout_s: float, env: Map
                     break
                 if while_running is not None:
                     while_running()
+                if progress is not None:  # forward complete new lines that report progress
+                    pending += follow.read()
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        if PROGRESS_LINE.match(line.strip()):
+                            progress(f"{line.strip()} ({time.monotonic() - start:.0f} s)")
                 time.sleep(0.1)
         finally:
             if proc.poll() is None:
@@ -96,7 +130,10 @@ def run_snakemake(args: list[str], *, log_path: Path, timeout_s: float, env: Map
     text = log_path.read_text()
     if timed_out:
         text += f"\n[test] snakemake stopped with SIGINT after {timeout_s:.0f} s\n"
-    return Run(-1 if timed_out else proc.returncode, text, time.monotonic() - start)
+    seconds = time.monotonic() - start
+    if progress is not None:
+        progress(f"snakemake {'timed out' if timed_out else f'exited with {proc.returncode}'} after {seconds:.0f} s")
+    return Run(-1 if timed_out else proc.returncode, text, seconds)
 
 
 def cluster_env(**extra: str) -> dict[str, str]:

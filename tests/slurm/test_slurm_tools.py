@@ -14,6 +14,7 @@ from .slurm_tools import (
     parse_tres,
     requested_resources,
     rule_of,
+    run_snakemake,
     wildcards_of,
 )
 
@@ -96,3 +97,31 @@ def test_merged_profile_fits_the_test_node_and_keeps_the_gpu_path():
     train = requested_resources(merged, "train", CLUSTER_ENV)
     assert (train["slurm_partition"], train["gpu"], train["gpu_model"]) == ("gpu", 1, "fake")
     assert requested_resources(merged, "tables", CLUSTER_ENV)["slurm_partition"] == "cpu"
+
+
+TWO_STEPS = """
+rule all:
+    input: "b.txt"
+
+rule a:
+    output: "a.txt"
+    shell: "sleep 1; echo a > {output}"
+
+rule b:
+    input: "a.txt"
+    output: "b.txt"
+    shell: "sleep 1; cp {input} {output}"
+"""
+
+
+def test_run_snakemake_reports_start_progress_and_end(tmp_path):
+    # what the long smoke/SLURM runs print on the terminal instead of staying silent for minutes
+    (tmp_path / "Snakefile").write_text(TWO_STEPS)
+    lines: list[str] = []
+    run = run_snakemake(["--cores", "1", "--workflow-profile", "none"], cwd=tmp_path, log_path=tmp_path / "log",
+                        timeout_s=120, progress=lines.append)
+    assert run.returncode == 0, run.log
+    assert lines[0] == f"snakemake started, log: {tmp_path / 'log'}"
+    steps = [line.rsplit(" (", 1)[0] for line in lines[1:-1]]  # without the elapsed seconds
+    assert steps == ["1 of 3 steps (33%) done", "2 of 3 steps (67%) done", "3 of 3 steps (100%) done"]
+    assert lines[-1].startswith("snakemake exited with 0 after ")

@@ -32,6 +32,7 @@ from .slurm_tools import (
     SNAKEMAKE,
     Run,
     cluster_env,
+    console,
     parse_mem_mb,
     parse_minutes,
     parse_tres,
@@ -118,7 +119,7 @@ class SlurmRun:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(slurm_cluster, smoke_local_run, tmp_path_factory) -> SlurmRun:
+def slurm_run(slurm_cluster, smoke_local_run, tmp_path_factory, request) -> SlurmRun:
     root = tmp_path_factory.mktemp("smoke_slurm")
     workdir = root / "work"
     workdir.mkdir()
@@ -128,7 +129,7 @@ def slurm_run(slurm_cluster, smoke_local_run, tmp_path_factory) -> SlurmRun:
                               comment=f"rule_train_wildcards_{model}_{task}_{method}_{seed}")
     run = run_snakemake([*SMOKE_ARGS, "--directory", str(workdir), "--workflow-profile", str(root / "profile")],
                         env=cluster_env(), log_path=root / "snakemake.log", timeout_s=DAG_TIMEOUT_S,
-                        while_running=killer)
+                        while_running=killer, progress=console(request.config, "smoke DAG, SLURM"))
     rows = sacct_jobs(workdir)
     print(f"\nSLURM smoke run: {run.seconds:.0f} s (local: {smoke_local_run[1].seconds:.0f} s); sacct:")
     print("\n".join("|".join(row.values()) for row in rows))

@@ -101,4 +101,47 @@ def test_broken_config_fails_at_validation_naming_the_key(tmp_path, mutate, mess
     proc = _snakemake(["-n", "--configfile", str(_broken(tmp_path, mutate))], tmp_path / "work", check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "invalid config:" in line]
+    assert len(errors) == 1 and message in errors[0]  # one line naming the key, not the whole schema
+    assert "Failed validating" not in proc.stdout + proc.stderr
     assert not (tmp_path / "work" / "results").exists()  # nothing ran
+
+
+DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # one key of the default changed: the rest of the default stays (63 jobs), the value gets its schema type
+        (["train={lr: 3e-4}"], DEFAULT_COUNTS),
+        (["base_model={bf16: false, warm_start_steps: 10}"], DEFAULT_COUNTS),
+        # a list override: 3 seeds -> 39 runs, 39 + 4 evaluations
+        (["seeds=[0, 1, 2]"], {**DEFAULT_COUNTS, "train": 39, "evaluate": 43}),
+        # an ablation variant under a free key (a second main-grid sc_sdpo is refused: see below)
+        (["ablation={methods: {half_max: {algorithm: sc_sdpo, normalize: batch_max}}}"],
+         {**DEFAULT_COUNTS, "train": 28, "evaluate": 32}),
+    ],
+)
+def test_config_overrides_merge_with_the_default(tmp_path, overrides, expected):
+    proc = _snakemake(["-n", "--config", *overrides], tmp_path)
+    counts = _job_counts(proc.stdout)
+    assert {k: v for k, v in counts.items() if k != "total"} == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train={total_steps: 0}", "train.total_steps: 0 is less than the minimum of 1"),
+        ("base_model={bf16: perhaps}", "base_model.bf16: 'perhaps' is not of type 'boolean'"),
+        ("methods={scsdpo: {algorithm: sc_sdpo}}", "methods: scsdpo, sc_sdpo all have algorithm 'sc_sdpo'"),
+    ],
+)
+def test_bad_overrides_fail_naming_the_key(tmp_path, override, message):
+    proc = _snakemake(["-n", "--config", override], tmp_path, check=False)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+def test_overrides_apply_on_top_of_a_configfile(tmp_path):
+    proc = _snakemake(["-n", "--configfile", str(REPO / "config/smoke.yaml"), "--config", "seeds=[0, 1]"], tmp_path)
+    assert _job_counts(proc.stdout)["train"] == 14  # the smoke grid (7 runs per seed), not the default's

@@ -8,12 +8,16 @@ from snakemake.utils import validate
 from scsdpo_verl.pipeline import (
     check_config_references,
     grid_runs,
+    load_schema,
+    prepare_config,
     ConfigProblem,
 )
 
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 try:
+    # --config values typed by the schema; a violation is one line naming the key (not the whole schema)
+    prepare_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+    validate(config, schema="../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
     check_config_references(config)
 except ConfigProblem as err:
     raise WorkflowError(f"invalid config: {err}") from None

@@ -12,6 +12,9 @@ smk = snakemake  # noqa: F821
 logging.basicConfig(filename=smk.log[0], level=logging.INFO, format="%(asctime)s %(message)s", force=True)
 sys.stderr = open(smk.log[0], "a")  # noqa: SIM115  (lives as long as the job): progress bar and warnings to the log
 settings = smk.params.settings
+# the warm start's resumable state lives next to the output directory: Snakemake deletes an interrupted job's
+# outputs before rerunning it, and the rerun continues from this state (removed once the base is written)
+checkpoint_dir = Path(smk.output.model).with_name("warm_start_state")
 report = make_base(
     smk.params.spec["name"],
     smk.output.model,
@@ -23,6 +26,7 @@ report = make_base(
     eval_questions=settings["report_questions"],
     seed=settings["seed"],
     threads=smk.threads,
+    checkpoint_dir=checkpoint_dir,
 )
 shutil.copyfile(Path(smk.output.model) / "base_report.json", smk.output.report)
 logging.info("base model report: %s", json.dumps(report))
