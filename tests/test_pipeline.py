@@ -237,3 +237,47 @@ def test_task_data_synthetic_is_deterministic(tmp_path):
     write_task_data(spec, tmp_path / "a_train.parquet", tmp_path / "a_test.parquet")
     write_task_data(spec, tmp_path / "b_train.parquet", tmp_path / "b_test.parquet")
     assert (tmp_path / "a_train.parquet").read_bytes() == (tmp_path / "b_train.parquet").read_bytes()
+
+
+# ---- the verl backend's run directory ----
+def _write_launch(path, records):
+    path.write_text("".join(json.dumps({"step": s, "data": d}) + "\n" for s, d in records))
+
+
+def test_verl_metrics_from_several_launches_merge_by_step(tmp_path):
+    from scsdpo_verl.pipeline import merge_verl_metrics
+
+    # launch 1 logged steps 0-3 and died before step 3's checkpoint; launch 2 resumed from step 2 and redid 3, 4
+    _write_launch(tmp_path / "verl_metrics.100.jsonl", [(0, {"a": 0.0}), (1, {"a": 1.0}), (2, {"a": 2.0}),
+                                                        (3, {"a": 30.0})])
+    _write_launch(tmp_path / "verl_metrics.200.jsonl", [(3, {"a": 3.0}), (4, {"a": 4.0})])
+    assert merge_verl_metrics(tmp_path) == [{"step": s, "a": float(s)} for s in range(5)]
+    assert [r["step"] for r in merge_verl_metrics(tmp_path, last_step=2)] == [0, 1, 2]
+    (tmp_path / "verl_metrics.300.jsonl").write_text('{"step": 5}\n')
+    with pytest.raises(ValueError, match=r"verl_metrics\.300\.jsonl, line 1"):
+        merge_verl_metrics(tmp_path)
+
+
+def test_verl_run_config_names_the_method_and_its_settings():
+    from scsdpo_verl.pipeline import verl_run_config
+
+    base = {"data": {"train_batch_size": 32, "seed": 1}, "trainer": {"total_training_steps": 10},
+            "algorithm": {"norm_adv_by_std_in_grpo": False}}
+    actor = {"optim": {"lr": 1e-5}, "loss_agg_mode": "seq-mean-token-mean"}
+    sc = verl_run_config({**base, "actor_rollout_ref": {"rollout": {"n": 8}, "actor": {**actor, "policy_loss": {
+        "loss_mode": "sc_sdpo", "sc_exponent": 1.0, "sc_normalize": "batch_max", "teacher_signal": "topk_jsd"}}}})
+    assert (sc["method"], sc["exponent"], sc["normalize"], sc["rollouts_per_question"], sc["teacher_signal"]) == \
+        ("sc_sdpo", 1.0, "batch_max", 8, "topk_jsd")
+    sdpo = verl_run_config({**base, "actor_rollout_ref": {"rollout": {"n": 8}, "actor": {**actor, "policy_loss": {
+        "loss_mode": "sdpo", "sc_exponent": 0.5}}}})
+    assert (sdpo["method"], sdpo["exponent"]) == ("sdpo", 0.0)
+    grpo = verl_run_config({**base, "actor_rollout_ref": {"rollout": {"n": 8}, "actor": {**actor, "policy_loss": {
+        "loss_mode": "vanilla"}}}})
+    assert grpo["method"] == "grpo" and "exponent" not in grpo
+
+
+def test_finish_verl_run_without_a_checkpoint_names_the_run(tmp_path):
+    from scsdpo_verl.pipeline import finish_verl_run
+
+    with pytest.raises(FileNotFoundError, match="no global_step_"):
+        finish_verl_run(tmp_path, tmp_path / "final", tmp_path / "summary.json")

@@ -96,6 +96,15 @@ def train_config(wildcards, threads):
     )
 
 
+def launcher_python():
+    """The verl launcher's interpreter: the job's conda env's python with --use-conda, else Snakemake's own."""
+    import sys
+
+    from snakemake.settings.types import DeploymentMethod
+
+    return "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+
+
 def verl_overrides(wildcards):
     """Hydra overrides of one verl run (method variant, seed, cluster shape, user extras), space-joined."""
     spec = method_spec(wildcards.method)

@@ -25,14 +25,6 @@ if config["backend"] == "local":
 
 else:
 
-    def launcher_python():
-        """The interpreter of the launcher: the job's conda env's python with --use-conda, else Snakemake's own."""
-        import sys
-
-        from snakemake.settings.types import DeploymentMethod
-
-        return "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
-
     rule train:
         """verl 0.9.1 + the scsdpo plugin; on SLURM, Ray spans the job's nodes (workflow/scripts/ray_slurm.sh)."""
         input:

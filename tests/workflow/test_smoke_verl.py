@@ -1,0 +1,69 @@
+"""The verl backend's DAG on CPU (config/smoke_verl.yaml): base model -> stock verl 0.9.1 through the plugin in
+CPU mode (grpo, sdpo, sc_sdpo; 2 steps each, validation before and after every step) -> verl's model merger ->
+lm-eval -> tables and figures. Checked on what the runs left, not only that the DAG finished (~5 min)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from scsdpo_verl.pipeline import FIGURE_NAMES
+from tests.slurm.slurm_tools import DAG_TIMEOUT_S, REPO, console, run_snakemake
+
+pytestmark = pytest.mark.slow
+RUNS = "results/runs/qwen3-tiny/synthetic_science"
+
+
+@pytest.fixture(scope="module")
+def verl_dag(tmp_path_factory, request) -> Path:
+    workdir = tmp_path_factory.mktemp("smoke_verl")
+    run = run_snakemake(["--snakefile", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/smoke_verl.yaml"),
+                         "--directory", str(workdir), "--cores", "2"],
+                        log_path=workdir / "snakemake.log", timeout_s=DAG_TIMEOUT_S,
+                        progress=console(request.config, "smoke DAG, verl backend on CPU"))
+    if run.returncode != 0:
+        pytest.fail(f"the verl smoke DAG failed (rc={run.returncode}):\n{run.log[-5000:]}", pytrace=False)
+    return workdir
+
+
+@pytest.mark.parametrize("method", ["grpo", "sdpo", "sc_sdpo"])
+def test_each_verl_run_leaves_metrics_config_checkpoints_and_its_final_model(verl_dag, method):
+    run = verl_dag / RUNS / method / "seed0"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2]  # validation before training, then two steps
+    assert all("val-core/synthetic_science/acc/mean@2" in r for r in records)
+    assert all(r["actor/grad_norm"] >= 0 and r["timing_s/step"] > 0 for r in records[1:])
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["method"] == method and config["backend"] == "verl" and config["rollouts_per_question"] == 4
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_checkpoint"].endswith("global_step_2") and summary["steps"] == 2
+    # the final HF directory is the last checkpoint's actor (verl's model merger), weight for weight
+    from safetensors.torch import load_file
+
+    final = load_file(run / "final" / "model.safetensors")
+    actor = torch.load(run / "global_step_2/actor/model_world_size_1_rank_0.pt", weights_only=False)
+    for name, tensor in actor.items():
+        local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+        assert torch.equal(final[name].float(), local.float()), name
+    assert (run / "final" / "tokenizer.json").is_file()
+    if method != "grpo":
+        assert (run / "global_step_2/teacher/teacher_world_size_1_rank_0.pt").is_file()
+        assert config["teacher_signal"] == "topk_jsd"
+        steps = [json.loads(line) for line in (run / "sd_steps.jsonl").read_text().splitlines()]
+        assert [s["step"] for s in steps] == [1, 2] and all(len(s["weight"]) == 8 for s in steps)
+        assert all("sc/pass_rate_hist/0" in r for r in records[1:])
+
+
+def test_evaluation_tables_and_figures_cover_every_verl_run(verl_dag):
+    for method in ("base", "grpo", "sdpo", "sc_sdpo"):
+        results = verl_dag / f"results/eval/qwen3-tiny/synthetic_science/{method}/seed0/results.json"
+        assert json.loads(results.read_text())
+    main = pd.read_csv(verl_dag / "results/tables/main_table.csv")
+    assert {"base", "grpo", "sdpo", "sc_sdpo"} <= set(main["method"])
+    for name in FIGURE_NAMES:
+        assert (verl_dag / "figures" / f"{name}.png").stat().st_size > 1000
