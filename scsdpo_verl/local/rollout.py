@@ -138,5 +138,6 @@ def response_logits(
     steps = response_ids.shape[1]
     logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                    logits_to_keep=steps + 1).logits[:, :-1]
-    return logits.float() / temperature if temperature != 1.0 else logits.float()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32, or fp64 for fp64 models (tests)
+    return logits / temperature if temperature != 1.0 else logits
 
