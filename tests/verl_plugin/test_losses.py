@@ -30,6 +30,7 @@ from scsdpo_verl.verl_plugin.losses import (
     scsdpo_actor_loss,
 )
 from scsdpo_verl.verl_plugin.settings import SelfDistillationPolicyLossConfig
+from tests.core.test_distill import _brute_force_token  # the reference's per-token formula, numpy loops
 
 B, T = 5, 7
 CLIP = 2.0
@@ -297,33 +298,6 @@ def stub_engine():
     return engine
 
 
-def brute_force_divergence(student_row, teacher_row, alpha, topk, add_tail) -> float:
-    """The reference's per-token formula at one position, numpy float64 loops."""
-    s = np.exp(student_row - student_row.max())
-    s /= s.sum()
-    t = np.exp(teacher_row - teacher_row.max())
-    t /= t.sum()
-    if topk is not None and topk < len(s):
-        idx = np.argsort(-student_row, kind="stable")[:topk]
-        s_sup, t_sup = s[idx], t[idx]
-        if add_tail:
-            s_sup, t_sup = np.append(s_sup, 1 - s_sup.sum()), np.append(t_sup, 1 - t_sup.sum())
-        else:
-            s_sup, t_sup = s_sup / s_sup.sum(), t_sup / t_sup.sum()
-    else:
-        s_sup, t_sup = s, t
-
-    def kl(p, q):
-        return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
-
-    if alpha == 0:
-        return kl(t_sup, s_sup)
-    if alpha == 1:
-        return kl(s_sup, t_sup)
-    m = (1 - alpha) * s_sup + alpha * t_sup
-    return (1 - alpha) * kl(s_sup, m) + alpha * kl(t_sup, m)
-
-
 CASES = [  # (alpha, topk, add_tail, temperature, use_remove_padding)
     (0.5, 8, True, 1.0, True),
     (0.5, 8, True, 0.7, False),
@@ -391,7 +365,7 @@ def test_hook_token_divergence_equals_the_reference_formula(alpha, topk, add_tai
         with torch.no_grad():
             t_logits = teacher(input_ids=teacher_ids[i][None]).logits[0, tp - 1:tp + r - 1] / temperature
         for j in range(r):
-            expected = brute_force_divergence(s_logits[j].detach().numpy(), t_logits[j].numpy(), alpha, topk, add_tail)
+            expected = _brute_force_token(s_logits[j].detach().numpy(), t_logits[j].numpy(), alpha, topk, add_tail)
             assert divergence[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-12), (i, j)
         # gradient: the same formula in torch, differentiable in the student's logits
         expected_sum = expected_sum + (torch_formula(s_logits, t_logits, alpha, topk, add_tail)
