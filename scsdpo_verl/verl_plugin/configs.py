@@ -12,6 +12,7 @@ fields of the section's ``_target_`` dataclass although verl's YAML leaves them 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 
 from hydra import compose, initialize_config_module
@@ -94,3 +95,31 @@ def check_dataclasses(config: DictConfig) -> dict[str, object]:
 
     resolved = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
     return {section: omega_conf_to_dataclass(OmegaConf.select(resolved, section)) for section in DATACLASS_SECTIONS}
+
+
+def _looks_local(path: str) -> bool:
+    """A filesystem path rather than a hub id ('org/name') or a remote URI."""
+    if "://" in path:
+        return False
+    return os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1 or os.path.exists(path)
+
+
+def check_inputs(config: DictConfig) -> None:
+    """Inputs that would otherwise fail deep inside a Ray worker, refused here naming the key."""
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    model = OmegaConf.select(config, "actor_rollout_ref.model.path", throw_on_missing=False)
+    if model in (None, "", "???"):
+        raise ValueError("actor_rollout_ref.model.path is not set (an HF directory or a hub id)")
+    if _looks_local(str(model)) and not os.path.isdir(os.path.expanduser(str(model))):
+        raise ValueError(f"actor_rollout_ref.model.path: no model directory at {model!r}")
+    for key in ("data.train_files", "data.val_files", "reward.custom_reward_function.path"):
+        value = OmegaConf.select(config, key, throw_on_missing=False)
+        paths = [] if value in (None, "???") else ([value] if isinstance(value, str) else list(value))
+        for path in paths:
+            if _looks_local(str(path)) and not os.path.exists(os.path.expanduser(str(path))):
+                raise ValueError(f"{key}: no such file {path!r}")
+    rollout = config.actor_rollout_ref.rollout.name
+    if rollout not in RolloutReplicaRegistry._registry:
+        raise ValueError(f"actor_rollout_ref.rollout.name={rollout!r} is not a registered rollout; verl knows "
+                         f"{sorted(RolloutReplicaRegistry._registry)} here")

@@ -82,7 +82,7 @@ def prepare_config(config_name: str, overrides: Sequence[str]):
     checked for what CPU mode needs, naming the key."""
     from omegaconf import open_dict
 
-    from .configs import check_dataclasses, check_known_keys, compose_config
+    from .configs import check_dataclasses, check_inputs, check_known_keys, compose_config
     from .cpu import CPU_OVERRIDES, check_platform_config, cpu_mode_requested
 
     cpu_mode = cpu_mode_requested()
@@ -90,6 +90,7 @@ def prepare_config(config_name: str, overrides: Sequence[str]):
     check_known_keys(config, config_name)
     check_dataclasses(config)
     check_platform_config(config)
+    check_inputs(config)
     # the plugin's switches reach every Ray process: the plugin list, CPU mode, and the project's SCSDPO_* variables
     forwarded = {PLUGIN_ENV: os.environ[PLUGIN_ENV]}
     forwarded.update({name: value for name, value in os.environ.items() if name.startswith("SCSDPO_")})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra.errors import ConfigCompositionException, InstantiationException
 
@@ -85,3 +87,27 @@ def test_known_extra_policy_loss_key_is_accepted(base):
     config = compose_config("sdpo", [MODEL, "actor_rollout_ref.actor.policy_loss.alpha=1.0"])
     check_known_keys(config, "sdpo", base)
     assert check_dataclasses(config)["actor_rollout_ref.actor"].policy_loss.alpha == 1.0
+
+
+def test_launcher_refuses_missing_inputs_naming_the_key(tmp_path, monkeypatch):
+    from scsdpo_verl.verl_plugin.main import enable_plugin_env, prepare_config
+
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)
+    monkeypatch.delenv("VERL_USE_EXTERNAL_PLUGINS", raising=False)
+    enable_plugin_env()
+    model = tmp_path / "model"
+    model.mkdir()
+    data = tmp_path / "train.parquet"
+    data.write_text("")
+    ok = [f"actor_rollout_ref.model.path={model}", f"data.train_files={data}", f"data.val_files={data}"]
+    prepare_config("sdpo", ok)
+    prepare_config("sdpo", ["actor_rollout_ref.model.path=Qwen/Qwen3-8B", *ok[1:]])  # a hub id is not checked
+    cases = [
+        (["actor_rollout_ref.model.path=/nonexistent/model", *ok[1:]], "actor_rollout_ref.model.path: no model"),
+        ([*ok[:2], "data.val_files=./missing.parquet"], "data.val_files: no such file"),
+        ([*ok, "actor_rollout_ref.rollout.name=hf"], "rollout.name='hf' is not a registered rollout"),
+        ([*ok, "actor_rollout_ref.rollout.name=hf_cpu"], "needs CPU mode"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            prepare_config("sdpo", overrides)
