@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 SYNTHETIC_KINDS = ("synthetic_science", "synthetic_tooluse")
+TOOLUSE_KINDS = ("tooluse", "synthetic_tooluse")  # the task kinds a ``scorer`` applies to
 # Keys of the trainer config the workflow sets per run; a user may not set them in config["train"].
 PER_RUN_TRAIN_KEYS = ("run_dir", "seed", "model_path", "task", "method", "exponent", "normalize", "threads",
                       "train_path", "val_path", "resume")
@@ -203,6 +204,8 @@ def check_config_references(config: Mapping[str, Any]) -> None:
             for key in ("train_file", "test_file"):
                 if not spec.get(key):
                     raise ConfigProblem(f"tasks.{name}.{key}: required when source is 'local'")
+        if "scorer" in spec and spec["kind"] not in TOOLUSE_KINDS:
+            raise ConfigProblem(f"tasks.{name}.scorer: applies to tool-use tasks only (kind {spec['kind']})")
         if spec["kind"] == "science" and spec.get("source", "reference") == "reference" and not spec.get("domain"):
             raise ConfigProblem(f"tasks.{name}.domain: required for the reference science splits")
     if config.get("backend", "local") == "local":
@@ -248,7 +251,12 @@ def write_task_data(
     reference_dir: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, int]:
-    """Write a task's train/test splits as verl RL parquet files; returns the row counts per split."""
+    """Write a task's train/test splits as verl RL parquet files; returns the row counts per split.
+
+    Tool-use rows carry the task's ``scorer`` in ``extra_info`` (every backend's reward and the evaluation read
+    it there); for them the counts also hold the scorer and ``gold_disagreements``: the test items whose gold
+    answer the strict and the reference scorer score differently (their number and question ids).
+    """
     from scsdpo_verl.tasks import load_task_rows
     from scsdpo_verl.tasks.schema import write_parquet
     from scsdpo_verl.tasks.synthetic import generate
@@ -270,9 +278,18 @@ def write_task_data(
         else:
             train = load_task_rows(kind, task_spec["train_file"], split="train", **kwargs)
             test = load_task_rows(kind, task_spec["test_file"], split="test", **kwargs)
+    counts: dict[str, Any] = {"train": len(train), "test": len(test)}
+    if kind in TOOLUSE_KINDS:
+        from scsdpo_verl.tasks.tooluse import gold_disagreements
+
+        scorer = task_spec.get("scorer", "strict")
+        for row in (*train, *test):
+            row["extra_info"] = {**row["extra_info"], "scorer": scorer}  # read by compute_score, every backend
+        ids = gold_disagreements(test)
+        counts.update(scorer=scorer, gold_disagreements={"test": len(ids), "question_ids": ids})
     write_parquet(train, train_out)
     write_parquet(test, test_out)
-    return {"train": len(train), "test": len(test)}
+    return counts
 
 
 def effective_train_config(

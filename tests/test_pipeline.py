@@ -53,6 +53,8 @@ def test_grid_runs_main_grid_plus_ablation():
         ({"models": {"big": {"kind": "hf", "path": "Qwen/Qwen3-8B"}}, "ablation": {}}, "models.big"),
         ({"tasks": {"chem": {"kind": "science", "source": "reference"}}, "ablation": {}}, "tasks.chem.domain"),
         ({"tasks": {"tool": {"kind": "tooluse", "source": "local"}}, "ablation": {}}, "tasks.tool.train_file"),
+        ({"tasks": {"sci": {"kind": "synthetic_science", "scorer": "reference"}}, "ablation": {}},
+         "tasks.sci.scorer: applies to tool-use tasks only"),
     ],
 )
 def test_config_problems_name_the_key(changes, match):
@@ -228,6 +230,26 @@ def test_task_data_from_reference_splits_checks_pinned_counts(tmp_path, monkeypa
     rows = read_parquet(tmp_path / "train.parquet")
     assert {r["data_source"] for r in rows} == {"sciknoweval/chemistry"}
     assert rows[0]["prompt"][0]["role"] == "system"  # the row's own system prompt, kept
+
+
+@pytest.mark.parametrize("scorer", ["reference", "strict"])
+def test_task_data_tooluse_rows_carry_the_scorer_and_count_gold_disagreements(tmp_path, monkeypatch, scorer):
+    from scsdpo_verl.pipeline import write_task_data
+    from scsdpo_verl.tasks import compute_score, reference
+    from scsdpo_verl.tasks.schema import read_parquet
+
+    monkeypatch.setitem(reference.PINNED_SPLIT_COUNTS, ("tooluse", "test"), 3)
+    spec = {"kind": "tooluse", "source": "reference", "scorer": scorer}
+    counts = write_task_data(spec, tmp_path / "train.parquet", tmp_path / "test.parquet",
+                             reference_dir=SDPO_FIXTURE_CLONE)
+    # the fixture's test item 20 has a nested gold input: the reference parser cannot read it, strict can
+    assert counts["gold_disagreements"] == {"test": 1, "question_ids": ["tooluse/20"]}
+    assert counts["scorer"] == scorer
+    rows = read_parquet(tmp_path / "test.parquet")
+    assert {row["extra_info"]["scorer"] for row in rows} == {scorer}
+    scores = [compute_score(r["data_source"], r["extra_info"]["solution"], r["reward_model"]["ground_truth"],
+                            r["extra_info"])["score"] for r in rows]
+    assert scores == ([0.0, 1.0, 1.0] if scorer == "reference" else [1.0, 1.0, 1.0])
 
 
 def test_task_data_synthetic_is_deterministic(tmp_path):

@@ -2,7 +2,7 @@
 
 A doc is one verl RL row flattened for lm-eval::
 
-    {"question_id", "data_source", "system", "user", "ground_truth", "difficulty", "index"}
+    {"question_id", "data_source", "system", "user", "ground_truth", "difficulty", "index", "scorer"}
 
 ``system`` becomes the task ``description`` (lm-eval puts it in the system message when the chat template is
 applied) and ``user`` is ``doc_to_text``; rows must be ``[system?, user]`` conversations.
@@ -28,7 +28,7 @@ from typing import Any
 
 from scsdpo_verl.eval.majority import bootstrap_majority_accuracy, exact_majority_accuracy, mean_accuracy
 
-DOC_FIELDS = ("question_id", "data_source", "system", "user", "ground_truth", "difficulty", "index")
+DOC_FIELDS = ("question_id", "data_source", "system", "user", "ground_truth", "difficulty", "index", "scorer")
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -74,6 +74,7 @@ def row_to_doc(row: dict[str, Any], *, source: str | Path, row_number: int) -> d
         "ground_truth": row["reward_model"]["ground_truth"],
         "difficulty": int(extra["difficulty"]),
         "index": int(extra["index"]),
+        "scorer": extra.get("scorer") or "strict",  # tool use: the task's scorer (tasks.compute_score)
     }
 
 
@@ -106,7 +107,8 @@ def score_responses(doc: dict[str, Any], responses: Sequence[str]) -> tuple[list
     from scsdpo_verl.tasks import compute_score
 
     scored = [
-        compute_score(doc["data_source"], response, doc["ground_truth"], {"question_id": doc["question_id"]})
+        compute_score(doc["data_source"], response, doc["ground_truth"],
+                      {"question_id": doc["question_id"], "scorer": doc.get("scorer") or "strict"})
         for response in responses
     ]
     return [s["pred"] for s in scored], [float(s["acc"]) for s in scored]

@@ -113,6 +113,7 @@ def question_record(doc: Mapping[str, Any], responses: Sequence[str]) -> dict[st
         "mean": mean_accuracy(accs),
         "maj": exact_majority_accuracy(preds, accs),
         "maj_bootstrap": bootstrap_majority_accuracy(preds, accs),
+        "scorer": doc.get("scorer") or "strict",
     }
 
 

@@ -17,10 +17,11 @@ from typing import Any
 from scsdpo_verl.tasks import schema, synthetic
 from scsdpo_verl.tasks.schema import TaskDataError, read_parquet, write_parquet
 from scsdpo_verl.tasks.science import load_science, score_mcq
-from scsdpo_verl.tasks.tooluse import load_tooluse, score_tooluse
+from scsdpo_verl.tasks.tooluse import SCORERS, load_tooluse, score_tooluse, score_tooluse_with
 
 __all__ = [
     "REAL_TASKS",
+    "SCORERS",
     "SYNTHETIC_TASKS",
     "TASKS",
     "TaskDataError",
@@ -62,8 +63,16 @@ def compute_score(
 
     ``pred`` alone determines the score (so equal preds vote together in maj@k); ``feedback`` is "" when the
     answer is right. Extra keyword arguments that some verl reward managers pass are ignored.
+    ``extra_info["scorer"]`` (tool use only; written into the rows by the workflow's task data rule, so every
+    backend and the evaluation read it) picks the tool-use scorer: ``"strict"`` (default) or ``"reference"``.
     """
-    return scorer_for(data_source)(solution_str, ground_truth)
+    scorer = (extra_info or {}).get("scorer") or "strict"
+    score = scorer_for(data_source)
+    if score is score_tooluse:
+        return score_tooluse_with(scorer)(solution_str, ground_truth)
+    if scorer != "strict":
+        raise ValueError(f"data_source {data_source!r}: extra_info.scorer {scorer!r} applies to tool use only")
+    return score(solution_str, ground_truth)
 
 
 def load_task_rows(

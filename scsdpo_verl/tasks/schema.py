@@ -12,7 +12,8 @@ A row is what verl's ``RLHFDataset`` reads and what its reward manager hands to 
                        "solution": "...", "domain": "..."},
     }
 
-``extra_info`` always carries the same keys (``EXTRA_INFO_FIELDS``) so that rows of every task can share one
+``extra_info`` always carries the same keys (``EXTRA_INFO_FIELDS``; tool-use rows written by the workflow add
+``scorer``, ``"strict"`` or ``"reference"``, for ``compute_score``) so that rows of every task can share one
 parquet schema. ``question_id`` is stable across runs and seeds (verl's ``uid`` is random per step, so
 cross-step statistics need it); ``difficulty`` is 1..L for the synthetic twins and 0 for the real datasets
 (ungraded); ``solution`` is a worked response scoring 1, or "" when none exists.
@@ -38,6 +39,7 @@ EXTRA_INFO_TYPES: dict[str, type] = {
     "domain": str,
 }
 ROLES = ("system", "user", "assistant")
+SCORERS = ("strict", "reference")  # extra_info.scorer of tool-use rows (see tasks.tooluse)
 
 
 class TaskDataError(ValueError):
@@ -121,6 +123,8 @@ def validate_row(row: Mapping[str, Any], *, source: str | Path = "<rows>", row_n
         # bool is an int subclass; an index or difficulty of True is a bug, not a number
         if not isinstance(value, expected_type) or isinstance(value, bool):
             raise fail(f"extra_info.{key}", f"expected {expected_type.__name__}, got {value!r}")
+    if "scorer" in extra_info and extra_info["scorer"] not in SCORERS:  # tool use only (tasks.tooluse)
+        raise fail("extra_info.scorer", f"expected one of {SCORERS}, got {extra_info['scorer']!r}")
 
 
 def write_parquet(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:

@@ -30,6 +30,19 @@ Parser details, and where they differ from the reference's regexes:
 ``pred`` is a canonical string (sorted action names, canonical merged inputs, a validity flag); two responses
 with the same ``pred`` get the same reward, so majority voting can group on it.
 
+Two scorers (``SCORERS``; a task's ``scorer`` key, carried to every backend in the rows' ``extra_info``):
+
+- ``"strict"`` (default): the parser above.
+- ``"reference"``: the SDPO reference's behaviour, for scoring as the paper did (``score_tooluse_reference``):
+  a name is the word (``\\w+``) after ``Action:`` and any whitespace, line breaks included; an input is the text
+  from ``{`` after ``Action Input:`` to the *first* ``}`` (so a nested object is cut short, fails to decode and
+  is skipped without a word, as is any input that is not valid JSON); names compare as multisets and the merged
+  inputs with Python's ``==`` (``true`` equals ``1``); ``pred`` is ``Actions: <names in order>, Inputs:
+  <merged dict>`` in Python's notation, so the majority vote groups answers as the reference's does. On the
+  reference's tool-use test split the gold answers of 2 of the 68 items score 0 with it and 1 with ``strict``
+  (a nested input, and a tool named ``[Optional]updateUserProfile``): ``gold_disagreements`` counts them for
+  any split.
+
 Input layouts (``format=`` or auto-detected):
 
 - ``"toolalpaca"``: ToolAlpaca's JSON (a list of APIs with ``Name``, ``Description``, ``NLDocumentation``,
@@ -52,7 +65,7 @@ from typing import Any
 
 from scsdpo_verl.tasks.records import FilterReport, detect_format_by_keys, read_records, require
 from scsdpo_verl.tasks.reference import check_split_count
-from scsdpo_verl.tasks.schema import data_error, make_row
+from scsdpo_verl.tasks.schema import SCORERS, data_error, make_row
 
 FORMATS = ("toolalpaca", "sdpo")
 ABILITY = "tooluse"
@@ -63,6 +76,9 @@ _ACTION_NAME = re.compile(r"[ \t]*([^\s(]+)")  # up to whitespace or "(" (e.g. "
 _INPUT_MARK = re.compile(r"Action Input:")
 _FENCE = re.compile(r"\s*(?:```(?:json)?\s*)?")
 _DECODER = json.JSONDecoder()
+# the reference's two patterns (behaviour reproduced, see the module docstring)
+_REFERENCE_NAME = re.compile(r"Action:\s*(\w+)")
+_REFERENCE_INPUT = re.compile(r"Action Input:\s*(\{.*?\})", re.DOTALL)
 
 
 # --------------------------------------------------------------------------------------------------- parser
@@ -188,6 +204,54 @@ def score_tooluse(solution_str: str, ground_truth: str) -> dict[str, Any]:
         problems.append(f"Action inputs mismatch: got {canonical_json(pred_inputs)}, "
                         f"expected {canonical_json(merge_inputs(gold_inputs))}.")
     return {"score": float(correct), "acc": correct, "pred": pred, "feedback": " ".join(problems)}
+
+
+def parse_actions_reference(text: str) -> tuple[list[str], dict[str, Any]]:
+    """The SDPO reference's reading of a response: (action names in order, merged decodable inputs)."""
+    merged: dict[str, Any] = {}
+    for block in _REFERENCE_INPUT.findall(text):
+        try:
+            value = json.loads(block)
+        except json.JSONDecodeError:
+            continue  # the reference skips an input it cannot decode, silently
+        merged.update(value)
+    return _REFERENCE_NAME.findall(text), merged
+
+
+def score_tooluse_reference(solution_str: str, ground_truth: str) -> dict[str, Any]:
+    """Score one response as the SDPO reference does: ``{score, acc, pred, feedback}`` (see the module doc)."""
+    gold_names, gold_inputs = parse_gold(ground_truth)
+    names, inputs = parse_actions_reference(solution_str)
+    expected = merge_inputs(gold_inputs)
+    names_ok = Counter(names) == Counter(gold_names)
+    inputs_ok = inputs == expected  # Python equality, as the reference: True == 1 == 1.0
+    correct = names_ok and inputs_ok
+    problems = []
+    if not names_ok:
+        problems.append(f"Actions mismatch: called {names}, expected {gold_names}.")
+    if not inputs_ok:
+        problems.append(f"Action inputs mismatch: got {inputs}, expected {expected}.")
+    return {"score": float(correct), "acc": correct, "pred": f"Actions: {names!r}, Inputs: {inputs!r}",
+            "feedback": " ".join(problems)}
+
+
+def score_tooluse_with(scorer: str):
+    """The scoring function of a scorer name in ``SCORERS``; an unknown name raises naming the choices."""
+    if scorer == "strict":
+        return score_tooluse
+    if scorer == "reference":
+        return score_tooluse_reference
+    raise ValueError(f"unknown tool-use scorer {scorer!r}; expected one of {SCORERS}")
+
+
+def gold_disagreements(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Question ids of the rows whose gold answer (``extra_info.solution``) the two scorers score differently."""
+    ids = []
+    for row in rows:
+        solution, gold = row["extra_info"]["solution"], row["reward_model"]["ground_truth"]
+        if score_tooluse(solution, gold)["score"] != score_tooluse_reference(solution, gold)["score"]:
+            ids.append(row["extra_info"]["question_id"])
+    return ids
 
 
 # --------------------------------------------------------------------------------------------------- prompt

@@ -68,10 +68,27 @@ def test_load_docs_flattens_rows_and_filters_by_source(science_parquet):
     docs = load_docs(data_path=str(science_parquet), data_source="synthetic_science", version=1.0)["test"]
     assert len(docs) == 3
     assert set(docs.column_names) == {"question_id", "data_source", "system", "user", "ground_truth", "difficulty",
-                                      "index"}
+                                      "index", "scorer"}
+    assert set(docs["scorer"]) == {"strict"}  # rows without extra_info.scorer: the default
     assert docs[0]["system"] and "Please reason step by step." in docs[0]["user"]
     with pytest.raises(ValueError, match="no rows with data_source 'tooluse'"):
         load_docs(data_path=str(science_parquet), data_source="tooluse")
+
+
+def test_evaluation_scores_with_the_rows_scorer(tmp_path):
+    from scsdpo_verl.eval.lm_eval_tasks import score_responses
+    from scsdpo_verl.tasks.tooluse import make_gold
+
+    rows = [json.loads(json.dumps(r)) for r in generate("synthetic_tooluse", 1, 0, split="test")]
+    rows[0]["reward_model"]["ground_truth"] = make_gold([("addPet", {"pet": {"name": "Rex"}})])
+    rows[0]["extra_info"]["scorer"] = "reference"
+    path = tmp_path / "tool.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n")
+    doc = load_docs(data_path=str(path))["test"][0]
+    assert doc["scorer"] == "reference"
+    nested = 'Action: addPet\nAction Input: {"pet": {"name": "Rex"}}'
+    assert score_responses(doc, [nested])[1] == [0.0]  # the reference parser cannot read a nested input
+    assert score_responses({**doc, "scorer": "strict"}, [nested])[1] == [1.0]
 
 
 def test_load_docs_error_names_file_row_and_field(tmp_path):

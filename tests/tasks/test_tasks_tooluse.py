@@ -11,12 +11,15 @@ from scsdpo_verl.tasks import TaskDataError, compute_score, load_task_rows
 from scsdpo_verl.tasks.reference import ReferenceDataError
 from scsdpo_verl.tasks.tooluse import (
     canonical_json,
+    gold_disagreements,
     load_sdpo_tooluse,
     load_toolalpaca,
     make_gold,
     parse_actions,
+    parse_actions_reference,
     parse_gold,
     score_tooluse,
+    score_tooluse_reference,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -247,3 +250,67 @@ def test_bad_tooluse_rows(tmp_path):
     unknown.write_text(json.dumps([{"question": "q"}]))
     with pytest.raises(TaskDataError, match="neither SDPO"):
         load_task_rows("tooluse", unknown)
+
+
+# ------------------------------------------------------------------------------------------------ the two scorers
+
+OPTIONAL = make_gold([("getUser", {"id": "u1"}), ("[Optional]updateUser", {"age": 3})])
+COUNT = make_gold([("set_count", {"n": 1})])
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "strict", "reference"),
+    [
+        # agree
+        ('Action: get_weather\nAction Input: {"city": "Paris", "unit": "C"}', WEATHER, 1.0, 1.0),
+        ('Action: get_weather\nAction Input: {"city": "Paris"}', WEATHER, 0.0, 0.0),
+        ('Action: get_weather.\nAction Input: {"city": "Paris", "unit": "C"}', WEATHER, 1.0, 1.0),  # \w+ stops at "."
+        # a nested input: the reference reads '{"pet": {"name": "Rex", "age": 3, "tags": ["a", "b"]}' (first "}"),
+        # cannot decode it and drops it, so its inputs are {} and never the gold ones
+        ('Action: addPet\nAction Input: {"pet": {"name": "Rex", "age": 3, "tags": ["a", "b"]}}', NESTED, 1.0, 0.0),
+        # a tool name that is not one word: the reference finds no name at "[" for the second call
+        ('Action: getUser\nAction Input: {"id": "u1"}\nAction: [Optional]updateUser\nAction Input: {"age": 3}',
+         OPTIONAL, 1.0, 0.0),
+        # Python's == in the reference: true == 1; strict compares JSON types
+        ('Action: set_count\nAction Input: {"n": true}', COUNT, 0.0, 1.0),
+        # an undecodable extra input: skipped silently by the reference, an error for strict
+        ('Action: set_count\nAction Input: {"n": 1}\nAction Input: {n: 2}', COUNT, 0.0, 1.0),
+        # the reference's \s* crosses the line break after "Action:"; strict wants the name on the same line
+        ('Action:\nset_count\nAction Input: {"n": 1}', COUNT, 0.0, 1.0),
+        # a fenced input: strict skips the fence, the reference needs "{" right after the whitespace
+        ('Action: set_count\nAction Input: ```json\n{"n": 1}\n```', COUNT, 1.0, 0.0),
+    ],
+)
+def test_strict_and_reference_scorers_on_strings_where_they_differ(response, gold, strict, reference):
+    assert score_tooluse(response, gold)["score"] == strict
+    assert score_tooluse_reference(response, gold)["score"] == reference
+    # compute_score picks the scorer from the row's extra_info (default strict)
+    assert compute_score("tooluse", response, gold, {"scorer": "reference"})["score"] == reference
+    assert compute_score("tooluse", response, gold, {"scorer": "strict"})["score"] == strict
+    assert compute_score("tooluse", response, gold, {"index": 0})["score"] == strict
+
+
+def test_reference_scorer_pred_and_merge_hand_worked():
+    # names in order (a multiset for the score), inputs merged with dict.update in order, printed as Python does
+    response = ('Action: set_alarm\nAction Input: {"hour": 7, "minute": 5}\n'
+                'Action: get_time\nAction Input: {"city": "Oslo"}')
+    result = score_tooluse_reference(response, TWO_CALLS)
+    assert result["score"] == 1.0 and result["acc"] is True and result["feedback"] == ""
+    assert result["pred"] == "Actions: ['set_alarm', 'get_time'], Inputs: {'hour': 7, 'minute': 5, 'city': 'Oslo'}"
+    assert parse_actions_reference('Action: f\nAction Input: {"a": {"b": 1}}\nAction Input: {"c": 2} x') == (
+        ["f"], {"c": 2})
+    wrong = score_tooluse_reference("no call here", TWO_CALLS)
+    assert wrong["score"] == 0.0 and wrong["pred"] == "Actions: [], Inputs: {}" and wrong["feedback"]
+
+
+def test_unknown_scorer_is_refused_naming_it():
+    with pytest.raises(ValueError, match="unknown tool-use scorer 'loose'"):
+        compute_score("tooluse", "x", COUNT, {"scorer": "loose"})
+    with pytest.raises(ValueError, match=r"extra_info\.scorer 'reference' applies to tool use only"):
+        compute_score("synthetic_science", "<answer>A</answer>", "A", {"scorer": "reference"})
+
+
+def test_gold_disagreements_on_the_fixture_split():
+    rows, _ = load_sdpo_tooluse(SDPO_TOOLUSE / "test.json", split="test")
+    # item 20's gold answer has a nested input ({"pet": {"name": "Nemo", "age": 1}}); 21 and 22 are flat
+    assert gold_disagreements(rows) == ["tooluse/20"]
