@@ -17,7 +17,9 @@ SYNTHETIC_KINDS = ("synthetic_science", "synthetic_tooluse")
 TOOLUSE_KINDS = ("tooluse", "synthetic_tooluse")  # the task kinds a ``scorer`` applies to
 # Keys of the trainer config the workflow sets per run; a user may not set them in config["train"].
 PER_RUN_TRAIN_KEYS = ("run_dir", "seed", "model_path", "task", "method", "exponent", "normalize", "threads",
-                      "train_path", "val_path", "resume")
+                      "train_path", "val_path", "resume", "logger", "project_name", "experiment_name")
+# the trainer keys that only say where metrics are sent (config section ``tracking``): not part of what a run computes
+TRACKING_TRAIN_KEYS = ("logger", "project_name", "experiment_name")
 FIGURE_NAMES = (
     "fig1_learnability",
     "fig2_training_curves",
@@ -292,6 +294,27 @@ def write_task_data(
     return counts
 
 
+def experiment_name(model: str, task: str, method: str, seed: int) -> str:
+    """A run's experiment name for the trackers (W&B run name, MLflow run): <model>-<task>-<method>-seed<seed>."""
+    return "-".join(part for part in (model, task, method, f"seed{seed}") if part)
+
+
+def tracking_settings(config: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+    """The trainer's tracking keys from the config's ``tracking`` section (verl's trainer.logger and names)."""
+    tracking = config.get("tracking", {})
+    return {"logger": list(tracking.get("logger", ["console", "tensorboard"])),
+            "project_name": tracking.get("project_name", "scsdpo"), "experiment_name": experiment}
+
+
+def verl_tracking_overrides(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """verl Hydra overrides for the same tracking: ``trainer.logger`` (plus ``file``, which the workflow's
+    metrics.jsonl is merged from), ``trainer.project_name`` and ``trainer.experiment_name``."""
+    settings = tracking_settings(config, experiment)
+    loggers = [*settings["logger"], *(["file"] if "file" not in settings["logger"] else [])]
+    return [f"trainer.logger=[{','.join(loggers)}]", f"trainer.project_name={settings['project_name']}",
+            f"trainer.experiment_name={settings['experiment_name']}"]
+
+
 def effective_train_config(
     config: Mapping[str, Any],
     *,
@@ -303,8 +326,10 @@ def effective_train_config(
     train_path: str,
     val_path: str,
     threads: int,
+    model: str = "",
 ) -> dict[str, Any]:
-    """The full trainer config of one run: schema-level train settings + this run's method and paths."""
+    """The full trainer config of one run: schema-level train settings + this run's method and paths, and the
+    tracking section's logger (``model`` is the config's model key, for the experiment name)."""
     from scsdpo_verl.local.config import load_config
 
     methods = {**config["methods"], **config.get("ablation", {}).get("methods", {})}
@@ -319,6 +344,7 @@ def effective_train_config(
         threads=int(threads),
         train_path=train_path,
         val_path=val_path,
+        **tracking_settings(config, experiment_name(model, task, method, seed)),
     )
     for key in ("exponent", "normalize"):
         if key in spec:
@@ -339,7 +365,7 @@ def prepare_run_dir(run_dir: str | Path, effective: Mapping[str, Any]) -> bool:
 
     run_dir = Path(run_dir)
     recorded = run_dir / "config.yaml"
-    ignore = ("resume", "progress_bar")
+    ignore = ("resume", "progress_bar", *TRACKING_TRAIN_KEYS)  # where metrics go is not what the run computes
     if recorded.exists():
         previous = {k: v for k, v in (yaml.safe_load(recorded.read_text()) or {}).items() if k not in ignore}
         current = {k: v for k, v in effective.items() if k not in ignore}
@@ -447,6 +473,17 @@ def merge_verl_metrics(run_dir: str | Path, last_step: int | None = None) -> lis
     return [by_step[s] for s in sorted(by_step) if last_step is None or s <= last_step]
 
 
+def add_cumulative_step_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``timing_s/step_cumulative`` to step-sorted records: the running sum of verl's ``timing_s/step`` (a
+    record without one, e.g. the validation before training at step 0, adds nothing), as the local trainer logs
+    it. The papers' time budgets are read on this axis."""
+    running = 0.0
+    for record in records:
+        running += float(record.get("timing_s/step", 0.0))
+        record["timing_s/step_cumulative"] = running
+    return records
+
+
 def verl_run_config(verl_config: Mapping[str, Any]) -> dict[str, Any]:
     """The analysis keys of a verl run (the local trainer's names) from the launcher's resolved config."""
     actor = verl_config["actor_rollout_ref"]["actor"]
@@ -498,7 +535,7 @@ def finish_verl_run(run_dir: str | Path, final_dir: str | Path, summary_path: st
     shutil.rmtree(final_dir, ignore_errors=True)
     tmp.rename(final_dir)
 
-    records = merge_verl_metrics(run_dir, last_step=checkpoint_step(latest))
+    records = add_cumulative_step_time(merge_verl_metrics(run_dir, last_step=checkpoint_step(latest)))
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     verl_config_path = run_dir / "verl_config.yaml"
     if verl_config_path.is_file():

@@ -132,6 +132,35 @@ def test_effective_train_config_sets_method_and_sdpo_exponent_zero(tmp_path):
     assert e1["method"] == "sc_sdpo" and e1["exponent"] == 1.0 and e1["seed"] == 1
 
 
+def test_one_tracking_section_drives_both_backends(tmp_path):
+    from scsdpo_verl.pipeline import verl_tracking_overrides
+
+    config = {**_config(), "tracking": {"logger": ["console", "wandb"], "project_name": "proj"}}
+    kwargs = dict(model_path="m", task="synthetic_science", seed=1, run_dir=str(tmp_path / "r"),
+                  train_path="a.parquet", val_path="b.parquet", threads=1, model="qwen3-tiny")
+    local = effective_train_config(config, method="sdpo", **kwargs)
+    assert (local["logger"], local["project_name"]) == (["console", "wandb"], "proj")
+    assert local["experiment_name"] == "qwen3-tiny-synthetic_science-sdpo-seed1"
+    assert verl_tracking_overrides(config, local["experiment_name"]) == [
+        "trainer.logger=[console,wandb,file]", "trainer.project_name=proj",
+        "trainer.experiment_name=qwen3-tiny-synthetic_science-sdpo-seed1"]
+    # the default: console + TensorBoard
+    assert effective_train_config(_config(), method="sdpo", **kwargs)["logger"] == ["console", "tensorboard"]
+    with pytest.raises(ConfigProblem, match=r"train\.logger: set per run by the workflow"):
+        check_config_references(_config(train={"logger": ["wandb"]}))
+
+
+def test_prepare_run_dir_ignores_where_metrics_go(tmp_path):
+    run = tmp_path / "seed0"
+    config = {"lr": 1e-4, "run_dir": str(run), "logger": ["console"]}
+    prepare_run_dir(run, config)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "checkpoints" / "step_2").mkdir(parents=True)
+    # a changed tracker: the finished run is kept (resumed at its last checkpoint), not moved aside
+    assert prepare_run_dir(run, {**config, "logger": ["console", "wandb"]}) is True
+    assert not list(tmp_path.glob("seed0.stale-*"))
+
+
 def test_prepare_run_dir_resumes_same_config_and_moves_changed_config_aside(tmp_path):
     run = tmp_path / "seed0"
     config = {"lr": 1e-4, "run_dir": str(run), "resume": False}
@@ -303,3 +332,28 @@ def test_finish_verl_run_without_a_checkpoint_names_the_run(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no global_step_"):
         finish_verl_run(tmp_path, tmp_path / "final", tmp_path / "summary.json")
+
+
+def test_finish_verl_run_writes_flat_metrics_with_cumulative_step_time(tmp_path):
+    """Two launches (the second redid step 2 after a resume), a step logged after the last checkpoint: the merged
+    log keeps the later step 2, drops step 3, and adds the running sum of timing_s/step (0 at the step-0
+    validation)."""
+    import json
+    import sys
+
+    from scsdpo_verl.pipeline import finish_verl_run
+
+    run = tmp_path / "run"
+    (run / "global_step_2" / "actor").mkdir(parents=True)
+    launches = [[{"step": 0, "data": {"val-core/x/acc/mean@2": 0.1}},
+                 {"step": 1, "data": {"timing_s/step": 3.0}}, {"step": 2, "data": {"timing_s/step": 9.0}}],
+                [{"step": 2, "data": {"timing_s/step": 4.0, "val-core/x/acc/mean@2": 0.5}},
+                 {"step": 3, "data": {"timing_s/step": 5.0}}]]
+    for i, records in enumerate(launches):
+        (run / f"verl_metrics.{i}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    make_dir = [sys.executable, "-c", "import os, sys; os.makedirs(sys.argv[-1])"]
+    summary = finish_verl_run(run, tmp_path / "final", tmp_path / "summary.json", merge_command=make_dir)
+    merged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in merged] == [0, 1, 2]
+    assert [r["timing_s/step_cumulative"] for r in merged] == [0.0, 3.0, 7.0]
+    assert merged[2]["val-core/x/acc/mean@2"] == 0.5 and summary["steps"] == 2 and (tmp_path / "final").is_dir()

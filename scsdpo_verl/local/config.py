@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,10 @@ from scsdpo_verl.core import AGG_MODES as LOSS_AGG_MODES
 from scsdpo_verl.core import NORMALIZE_MODES
 
 METHODS = ("grpo", "sdpo", "sc_sdpo")
+# verl.utils.tracking.Tracking.supported_backend (0.9.1), listed here so that checking a config imports no verl
+# (tests/local/test_config.py compares the two)
+LOGGERS = ("wandb", "mlflow", "swanlab", "vemlp_wandb", "tensorboard", "console", "clearml", "trackio", "file",
+           "rl_insight")
 
 
 class ConfigError(ValueError):
@@ -88,6 +92,11 @@ class TrainConfig:
     keep_last: int = 2
     resume: bool = False
     progress_bar: bool = True
+    # --- experiment tracking: verl's own Tracking, configured as verl's trainer.logger / project_name /
+    # experiment_name; TensorBoard event files go to <run_dir>/tensorboard ("" experiment: <method>-<task>-seed<seed>)
+    logger: list = field(default_factory=lambda: ["console", "tensorboard"])
+    project_name: str = "scsdpo"
+    experiment_name: str = ""
 
     def __post_init__(self) -> None:
         validate(self)
@@ -97,6 +106,8 @@ class TrainConfig:
 
 
 def _type_ok(value: Any, annotation: str) -> bool:
+    if annotation == "list":  # a list of strings (the only list key: logger)
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
     kind = {"int": int, "float": (int, float), "str": str, "bool": bool}[annotation]
     if annotation != "bool" and isinstance(value, bool):
         return False  # True is an int in Python; never accept it for a number
@@ -137,6 +148,8 @@ def validate(cfg: TrainConfig) -> None:
     need("rollouts_per_question", cfg.rollouts_per_question >= 2, "must be >= 2 (groups need siblings)")
     need("val_questions", cfg.val_questions <= cfg.val_size, f"must be <= val_size ({cfg.val_size})")
     need("run_dir", bool(cfg.run_dir), "must not be empty")
+    unknown = [name for name in cfg.logger if name not in LOGGERS]
+    need("logger", not unknown, f"must name verl's tracking backends {LOGGERS}")
     need("model_path", bool(cfg.model_path), "must not be empty")
 
 
@@ -155,7 +168,12 @@ def parse_override(key: str, text: str) -> Any:
             return int(text)
         if kind == "float":
             return float(text)
-    except (KeyError, ValueError):
+        if kind == "list":  # [a, b] (YAML flow list, as verl's trainer.logger=[console,tensorboard]) or a,b
+            value = yaml.safe_load(text) if text.strip().startswith("[") else [v for v in text.split(",") if v]
+            if not isinstance(value, list):
+                raise ValueError(text)
+            return [str(v).strip() for v in value]
+    except (KeyError, ValueError, yaml.YAMLError):
         raise ConfigError(f"config key '{key}' must be of type {kind}, got {text!r}") from None
     return text
 

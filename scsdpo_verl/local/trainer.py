@@ -19,12 +19,18 @@ One step (``train_step``):
   4. update     AdamW (linear warmup, constant), grad-norm clip; then teacher <- (1-tau) teacher + tau policy
                 (both skipped when the gradient norm is not finite)
 All formulas live in ``scsdpo_verl.core``; this file only wires them.
+
+The run (``train``): validation before the first step (step 0), every ``val_every`` steps and at the last step;
+each step's record (``metrics.jsonl``) carries its time ``timing_s/step`` (validation and checkpointing excluded)
+and their running sum ``timing_s/step_cumulative`` (the time axis of the papers' budgets), and goes to verl's own
+``verl.utils.tracking.Tracking`` with ``cfg.logger`` (console, tensorboard in ``<run_dir>/tensorboard``, wandb, ...).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -69,7 +75,8 @@ from .rollout import left_pad, response_logits, sample
 # keys that may differ between a run and its resumption (they do not change the math of completed steps;
 # micro_batch_size only the float summation order, so an out-of-memory run can resume with smaller ones)
 RESUMABLE_KEYS = {"resume", "progress_bar", "total_steps", "save_every", "keep_last", "val_every",
-                  "micro_batch_size"}
+                  "micro_batch_size", "logger", "project_name", "experiment_name"}
+STEP_TIME, CUMULATIVE_STEP_TIME = "timing_s/step", "timing_s/step_cumulative"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -308,7 +315,7 @@ def train_step(cfg: TrainConfig, policy, teacher, optimizer, scheduler, tokenize
         "timing_s/gen": t_rollout - t_start,
         "timing_s/teacher": t_teacher,
         "timing_s/update_actor": t_update,
-        "timing_s/step": time.perf_counter() - t_start,
+        STEP_TIME: time.perf_counter() - t_start,
     })
     for k in range(n + 1):  # questions with k successes out of n
         metrics[f"sc/pass_rate_hist/{k}"] = float((group_successes == k).sum())
@@ -364,11 +371,35 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
                               f"{saved[key]!r}")
 
 
-def _truncate_log(path: Path, last_step: int) -> None:
-    """Drop log records after ``last_step`` (steps done after the checkpoint by a killed process)."""
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
-        path.write_text("".join(line + "\n" for line in kept))
+def _truncate_log(path: Path, last_step: int) -> float:
+    """Drop log records after ``last_step`` (steps done after the checkpoint by a killed process); returns the
+    step time the kept records add up to (where the resumed run's cumulative step time continues from)."""
+    if not path.is_file():
+        return 0.0
+    kept = [json.loads(line) for line in path.read_text().splitlines() if line]
+    kept = [record for record in kept if record["step"] <= last_step]
+    path.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    return sum(record.get(STEP_TIME, 0.0) for record in kept)
+
+
+def open_tracker(cfg: TrainConfig, run_dir: Path):
+    """verl's ``Tracking`` with the backends of ``cfg.logger``, built as verl's trainer builds it (project and
+    experiment name); TensorBoard writes to ``<run_dir>/tensorboard`` (verl reads ``TENSORBOARD_DIR``)."""
+    from verl.utils.tracking import Tracking
+
+    saved = os.environ.get("TENSORBOARD_DIR")
+    os.environ["TENSORBOARD_DIR"] = str(run_dir / "tensorboard")
+    try:
+        experiment = cfg.experiment_name or f"{cfg.method}-{cfg.task}-seed{cfg.seed}"
+        # verl's backends read config["trainer"] (wandb's proxy) and log the whole config as run parameters
+        config = {"trainer": {"logger": list(cfg.logger), "project_name": cfg.project_name,
+                              "experiment_name": experiment}, "train": cfg.to_dict()}
+        return Tracking(cfg.project_name, experiment, default_backend=list(cfg.logger), config=config)
+    finally:
+        if saved is None:
+            os.environ.pop("TENSORBOARD_DIR", None)
+        else:
+            os.environ["TENSORBOARD_DIR"] = saved
 
 
 def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
@@ -398,27 +429,30 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
         teacher = load_pretrained(resume_from / "teacher")[0] if resume_from else copy.deepcopy(policy)
         teacher.eval().requires_grad_(False)
     optimizer, scheduler = make_optimizer(cfg, policy)
-    start_step, data_position = 0, 0
+    start_step, data_position, step_time = 0, 0, 0.0
     if resume_from is not None:
         state = checkpoint.load_state(resume_from)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         start_step, data_position = state.step, state.data_position
-        _truncate_log(log_path, start_step)
+        step_time = _truncate_log(log_path, start_step)
     else:
         log_path.write_text("")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     prompt_cache = PromptCache(tokenizer)
     history: list[dict[str, Any]] = []
+    tracker = open_tracker(cfg, run_dir)
 
     def log(record: dict[str, Any]) -> None:
         history.append(record)
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        tracker.log(data={k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
     if start_step == 0:
-        log({"step": 0, **validate(cfg, policy, tokenizer, val_rows, prompt_cache, step_generator(cfg.seed, 0, 1))})
+        log({"step": 0, CUMULATIVE_STEP_TIME: 0.0,
+             **validate(cfg, policy, tokenizer, val_rows, prompt_cache, step_generator(cfg.seed, 0, 1))})
 
     bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
                disable=not cfg.progress_bar, desc=f"{cfg.method} {cfg.task}", dynamic_ncols=True)
@@ -431,6 +465,8 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
                              indices, prompt_cache, step_generator(cfg.seed, step, 0))
         metrics["training/global_step"] = step
         metrics["training/epoch"] = data_position / len(train_rows)
+        step_time += metrics[STEP_TIME]
+        metrics[CUMULATIVE_STEP_TIME] = step_time
         if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.total_steps:
             metrics.update(validate(cfg, policy, tokenizer, val_rows, prompt_cache, step_generator(cfg.seed, step, 1)))
         log({"step": step, **metrics})
@@ -443,7 +479,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
         if on_step_end is not None:
             on_step_end(step, metrics)
     bar.close()
-
+    tracker.finish()  # (after an exception, verl's Tracking finishes itself when collected)
     if not history and log_path.is_file():  # resumed after the last checkpoint: the log holds the final record
         history = [json.loads(line) for line in log_path.read_text().splitlines() if line]
     summary = {"run_dir": str(run_dir), "steps": cfg.total_steps, "final": history[-1] if history else {},

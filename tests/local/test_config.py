@@ -60,3 +60,16 @@ def test_dataclass_rejects_wrong_types_directly():
 def test_cli_reports_config_errors(capsys):
     assert main(["lr=-1"]) == 2
     assert "'lr' must be > 0" in capsys.readouterr().err
+
+
+def test_logger_names_are_verls_tracking_backends():
+    from verl.utils.tracking import Tracking
+
+    from scsdpo_verl.local.config import LOGGERS
+
+    assert set(LOGGERS) == set(Tracking.supported_backend)
+    assert load_config(None, ["logger=[console, tensorboard]"]).logger == ["console", "tensorboard"]
+    assert load_config(None, ["logger=console,wandb"]).logger == ["console", "wandb"]
+    assert load_config(None, ["logger=[]"]).logger == []
+    with pytest.raises(ConfigError, match="config key 'logger' must name verl's tracking backends"):
+        load_config(None, ["logger=[tb]"])

@@ -168,6 +168,12 @@ def test_resume_after_kill_equals_uninterrupted(fake_task, tiny_config, tmp_path
         assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     log = read_log(full.run_dir)
     assert [without_timing(r) for r in log] == [without_timing(r) for r in read_log(killed.run_dir)]
+    # the resumed run's cumulative step time continues from the kept steps (step 3's lost time is not counted)
+    resumed = read_log(killed.run_dir)
+    running = [0.0]
+    for record in resumed[1:]:
+        running.append(running[-1] + record["timing_s/step"])
+    assert [r["timing_s/step_cumulative"] for r in resumed] == pytest.approx(running)
     assert [r["actor/lr"] for r in log[1:]] == pytest.approx([full.lr * s / 5 for s in (2, 3, 4, 5)])
 
 
@@ -318,3 +324,37 @@ def test_checkpoints_from_before_the_rng_state_was_dropped_still_load(tmp_path):
                 "rng": {"torch": torch.get_rng_state()}}, tmp_path / "step_000001" / "trainer_state.pt")
     state = checkpoint.load_state(tmp_path / "step_000001")
     assert (state.step, state.data_position) == (1, 2) and not hasattr(state, "rng")
+
+
+def tensorboard_scalars(run_dir: str) -> dict[str, dict[int, float]]:
+    """Every scalar in the run's TensorBoard event files: tag -> {step: value} (read with TensorBoard's reader)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+
+
+def test_verl_tracking_writes_the_logged_metrics_to_tensorboard(fake_task, tiny_config):
+    """verl's own Tracking (logger [console, tensorboard]): the event files in <run_dir>/tensorboard hold every
+    metric of metrics.jsonl under the same name and step, validation before the first step included, and the
+    cumulative step time is the running sum of the step times."""
+    cfg = tiny_config(method="sc_sdpo", total_steps=3, val_every=1, logger=["console", "tensorboard"])
+    train(cfg)
+    log = read_log(cfg.run_dir)
+    assert [r["step"] for r in log] == [0, 1, 2, 3]
+    assert all("val-core/fake_sum/acc/mean@2" in r for r in log)  # validated before step 1 and after every step
+    assert [r["timing_s/step_cumulative"] for r in log] == pytest.approx(
+        [0.0, *[sum(r["timing_s/step"] for r in log[1:i + 1]) for i in range(1, 4)]])
+    scalars = tensorboard_scalars(cfg.run_dir)
+    for record in log:
+        for name, value in record.items():
+            if name != "step":
+                assert scalars[name][record["step"]] == pytest.approx(value, rel=1e-6), name
+    assert len(scalars["actor/grad_norm"]) == 3 and len(scalars["val-core/fake_sum/acc/mean@2"]) == 4
+
+
+def test_no_tracker_backend_writes_no_event_files(fake_task, tiny_config):
+    cfg = tiny_config(method="grpo", total_steps=1, logger=[])
+    train(cfg)
+    assert not (Path(cfg.run_dir) / "tensorboard").exists() and len(read_log(cfg.run_dir)) == 2

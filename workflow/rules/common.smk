@@ -7,9 +7,11 @@ from snakemake.utils import validate
 
 from scsdpo_verl.pipeline import (
     check_config_references,
+    experiment_name,
     grid_runs,
     load_schema,
     prepare_config,
+    verl_tracking_overrides,
     ConfigProblem,
 )
 
@@ -93,6 +95,7 @@ def train_config(wildcards, threads):
         train_path=f"{RESULTS}/data/{wildcards.task}/train.parquet",
         val_path=f"{RESULTS}/data/{wildcards.task}/test.parquet",
         threads=threads,
+        model=wildcards.model,
     )
 
 
@@ -113,6 +116,12 @@ def verl_overrides(wildcards):
     if spec["algorithm"] == "sc_sdpo":
         overrides.append(f"{policy_loss}.sc_exponent={spec.get('exponent', 0.5)}")
         overrides.append(f"{policy_loss}.sc_normalize={spec.get('normalize', 'batch_mean')}")
+    # tracking as in the local backend (trainer.logger from the config's tracking section, + verl's file logger)
+    overrides.extend(
+        verl_tracking_overrides(
+            config, experiment_name(wildcards.model, wildcards.task, wildcards.method, wildcards.seed)
+        )
+    )
     overrides.append(f"trainer.nnodes={config['verl']['nodes']}")
     overrides.append(f"trainer.n_gpus_per_node={config['verl']['gpus_per_node']}")
     overrides.extend(config["verl"]["overrides"])

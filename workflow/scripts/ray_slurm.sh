@@ -10,6 +10,8 @@ shift 4
 mkdir -p "$run_dir"
 # make a failing plugin import an error instead of a silent DEBUG line in every Ray process
 export VERL_USE_EXTERNAL_PLUGINS=scsdpo
+# verl's TensorBoard logger (trainer.logger with tensorboard) writes its event files into the run directory
+export TENSORBOARD_DIR="$run_dir/tensorboard"
 scorer=$("$PYTHON" -c "import scsdpo_verl.tasks as t; print(t.__file__)")
 
 if [ -n "${SLURM_JOB_NODELIST:-}" ] && [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then

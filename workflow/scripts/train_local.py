@@ -13,7 +13,8 @@ from scsdpo_verl.pipeline import export_final, prepare_run_dir
 
 smk = snakemake  # noqa: F821
 logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
-sys.stderr = open(smk.log[0], "a")  # noqa: SIM115  (lives as long as the job)  # the progress bar and warnings go to the rule's log
+# the progress bar, warnings and the console tracker's per-step lines go to the rule's log, not the terminal
+sys.stdout = sys.stderr = open(smk.log[0], "a")  # noqa: SIM115  (lives as long as the job)
 effective = dict(smk.params.train_config)
 resume = prepare_run_dir(effective["run_dir"], effective)
 logging.info("run %s (resume=%s)", effective["run_dir"], resume)
