@@ -29,7 +29,9 @@ FIGURE_NAMES = (
     "fig6_stability",
     "fig7_ablation",
     "fig8_gains_by_difficulty",
+    "fig9_paper_vs_this_run",
 )
+TABLE_NAMES = ("main_table", "ablation_table", "cost_table", "paper_comparison", "tooluse_scorers")
 
 
 class ConfigProblem(ValueError):
@@ -185,8 +187,34 @@ def check_method_roles(config: Mapping[str, Any]) -> None:
             seen[settings] = f"{section}.{name}"
 
 
-def check_config_references(config: Mapping[str, Any]) -> None:
-    """Cross-key checks the JSON schema cannot express (run at workflow parse time, before any job)."""
+def check_published_names(config: Mapping[str, Any], base_dir: str | Path) -> None:
+    """``reporting.published``: the mapped keys are the config's models and tasks, the names are in the file
+    (read here with yaml alone: the full check, analysis.published, runs in the tables rule)."""
+    import yaml
+
+    spec = config.get("reporting", {}).get("published", {})
+    if not spec.get("models") and not spec.get("benchmarks"):
+        return
+    path = Path(spec.get("file", "config/published.yaml"))
+    path = path if path.is_absolute() else Path(base_dir) / path
+    if not path.is_file():
+        raise ConfigProblem(f"reporting.published.file: {path} not found")
+    tables = (yaml.safe_load(path.read_text()) or {}).get("tables") or []
+    known = {"models": {t.get("model") for t in tables},
+             "benchmarks": {b for t in tables for b in t.get("benchmarks") or []}}
+    for section, ours in (("models", config["models"]), ("benchmarks", config["tasks"])):
+        for key, name in spec.get(section, {}).items():
+            if key not in ours:
+                raise ConfigProblem(f"reporting.published.{section}.{key}: not a key of the config's "
+                                    f"{'models' if section == 'models' else 'tasks'}")
+            if name not in known[section]:
+                raise ConfigProblem(f"reporting.published.{section}.{key}: {name!r} is not in {path} (has "
+                                    f"{', '.join(sorted(str(n) for n in known[section]))})")
+
+
+def check_config_references(config: Mapping[str, Any], base_dir: str | Path | None = None) -> None:
+    """Cross-key checks the JSON schema cannot express (run at workflow parse time, before any job);
+    ``base_dir`` (the repository) is where a relative published-numbers file is looked up (not checked without)."""
     ablation = config.get("ablation", {})
     for key, known in (("models", config["models"]), ("tasks", config["tasks"])):
         for name in ablation.get(key, []):
@@ -198,6 +226,8 @@ def check_config_references(config: Mapping[str, Any]) -> None:
     if "base" in config["methods"] or "base" in ablation.get("methods", {}):
         raise ConfigProblem("methods: 'base' is reserved for the untrained model")
     check_method_roles(config)
+    if base_dir is not None:
+        check_published_names(config, base_dir)
     for key in config.get("train", {}):
         if key in PER_RUN_TRAIN_KEYS:
             raise ConfigProblem(f"train.{key}: set per run by the workflow; remove it from the config")

@@ -1,4 +1,4 @@
-"""The suite's 8 figures, one function each: data frames in, a matplotlib Figure out (PNG + PDF if asked).
+"""The suite's 9 figures, one function each: data frames in, a matplotlib Figure out (PNG + PDF if asked).
 
 Inputs are the frames of ``scsdpo_verl.analysis.runs``: ``training`` (training_frame), ``evals``
 (eval_frame), ``questions`` (question_frame). Methods are found by algorithm (their keys are free labels):
@@ -18,9 +18,11 @@ panel says so.
   fig6_stability            gradient norm, entropy, response length vs step
   fig7_ablation             final accuracy vs exponent, and vs normaliser
   fig8_gains_by_difficulty  accuracy change from the base model per base-model pass-rate bin
+  fig9_paper_vs_this_run    published numbers beside this run's, with the difference (analysis.published)
 
 Artists carry a ``gid`` naming what they show (``mean:<method>``, ``seeds:<method>``, ``interval:<method>``,
-``band:<method>``, ``share:<k>``, ``no_weight``, ``note``), so tests read the plotted data back.
+``band:<method>``, ``share:<k>``, ``no_weight``, ``note``, ``paper:<...>``, ``this_run:<...>``, ``difference:<...>``),
+so tests read the plotted data back.
 """
 
 from __future__ import annotations
@@ -616,16 +618,85 @@ def fig8_gains_by_difficulty(questions: pd.DataFrame, out_prefix: str | Path | N
     return _finish(fig, out_prefix)
 
 
+# --------------------------------------------------------------------------------------------------- figure 9
+
+
+def fig9_paper_vs_this_run(comparison: pd.DataFrame, out_prefix: str | Path | None = None) -> Figure:
+    """Published numbers beside this run's (``tables.main_table_comparison``): one row of panels per model, one
+    panel per column of this run compared with (the final checkpoint, each budget) and one for the gains over
+    SDPO; per benchmark and method a hatched bar (paper; a primary source where there is one) next to a filled
+    one (this run, mean over seeds, 95% interval with >= FEW_SEEDS seeds), and the difference this run − paper
+    written above the pair. Without published numbers mapped onto the config the figure says so."""
+    from scsdpo_verl.analysis.published import DELTA, paper_rows
+
+    chosen = pd.DataFrame(paper_rows(comparison)) if not comparison.empty else pd.DataFrame()
+    with figure_style():
+        if chosen.empty:
+            fig, axes = panel_grid(1, 1, width=5.0, height=2.0)
+            _no_data(axes[0, 0], "no published numbers are mapped onto this config's models and tasks\n"
+                                 "(reporting.published in the workflow config)")
+            axes[0, 0].set_axis_off()
+            return _finish(fig, out_prefix)
+        rows = comparison.sort_values("secondary", kind="stable").drop_duplicates(
+            ["model", "algorithm", "benchmark", "compared_with"], keep="first")
+        rows = rows.assign(panel=np.where(rows["algorithm"] == DELTA, "gain over SDPO", rows["compared_with"]))
+        models = list(dict.fromkeys(rows["model"]))
+        panels = [p for p in dict.fromkeys(rows["panel"]) if p != "gain over SDPO"]
+        panels += ["gain over SDPO"] if (rows["panel"] == "gain over SDPO").any() else []
+        algorithms = [a for a in ("base", "grpo", "sdpo", "sc_sdpo", DELTA) if a in set(rows["algorithm"])]
+        colors = {a: method_style("sc_sdpo" if a == DELTA else a).color for a in algorithms}
+        fig, axes = panel_grid(len(models), len(panels), width=4.2, height=2.8)
+        for i, model in enumerate(models):
+            for j, panel in enumerate(panels):
+                ax = axes[i, j]
+                part = rows[(rows["model"] == model) & (rows["panel"] == panel)]
+                benchmarks = [b for b in dict.fromkeys(part["benchmark"]) if b != "average"]
+                benchmarks += ["average"] if "average" in set(part["benchmark"]) else []
+                present = [a for a in algorithms if a in set(part["algorithm"])]
+                width = 0.8 / max(1, 2 * len(present))
+                for b, algorithm in enumerate(present):
+                    for t, benchmark in enumerate(benchmarks):
+                        cell = part[(part["algorithm"] == algorithm) & (part["benchmark"] == benchmark)]
+                        if cell.empty:
+                            continue
+                        cell = cell.iloc[0]
+                        x = t - 0.4 + width * (2 * b + 0.5)
+                        tag = f"{model}/{panel}/{algorithm}/{benchmark}"
+                        ax.bar(x, 100 * cell["paper"], width, facecolor="white", edgecolor=colors[algorithm],
+                               hatch="///", gid=f"paper:{tag}")
+                        ax.bar(x + width, 100 * cell["this_run"] if not math.isnan(cell["this_run"]) else 0.0, width,
+                               color=colors[algorithm], gid=f"this_run:{tag}")
+                        if cell["n_seeds"] >= FEW_SEEDS and not math.isnan(cell["half_width"]):
+                            ax.vlines(x + width, 100 * (cell["this_run"] - cell["half_width"]),
+                                      100 * (cell["this_run"] + cell["half_width"]), color="0.15", linewidth=0.9,
+                                      gid=f"interval:{tag}")
+                        if not math.isnan(cell["difference"]):
+                            top = 100 * max(cell["paper"], cell["this_run"], 0.0)
+                            ax.text(x + width / 2, top + 1.0, f"{100 * cell['difference']:+.1f}", ha="center",
+                                    va="bottom", fontsize=6, rotation=90, gid=f"difference:{tag}")
+                ax.axhline(0.0, color="0.3", linewidth=0.8)
+                labels = [part[part["benchmark"] == b]["published_benchmark"].iloc[0] for b in benchmarks]
+                ax.set_xticks(np.arange(len(benchmarks)), labels, rotation=20)
+                ax.set_ylabel("gain (points)" if panel == "gain over SDPO" else "accuracy (%)")
+                ax.set_title(f"{model}: {display_metric(panel) if panel.startswith(('mean', 'maj')) else panel}")
+        handles = [Patch(facecolor=colors[a], label=rows[rows["algorithm"] == a]["label"].iloc[0]) for a in algorithms]
+        handles += [Patch(facecolor="white", edgecolor="0.3", hatch="///", label="paper (hatched)"),
+                    Line2D([], [], color="none", label="number: this run − paper")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+    return _finish(fig, out_prefix)
+
+
 # --------------------------------------------------------------------------------------------------- all
 
 
 FIGURES = ("fig1_learnability", "fig2_training_curves", "fig3_final_accuracy", "fig4_curriculum",
-           "fig5_weight_share", "fig6_stability", "fig7_ablation", "fig8_gains_by_difficulty")
+           "fig5_weight_share", "fig6_stability", "fig7_ablation", "fig8_gains_by_difficulty", "fig9_paper_vs_this_run")
 
 
 def make_all_figures(training: pd.DataFrame, evals: pd.DataFrame, questions: pd.DataFrame,
-                     out_dir: str | Path) -> dict[str, Path]:
-    """Render the 8 figures into ``out_dir/<name>.png|pdf``; returns name -> PNG path."""
+                     out_dir: str | Path, comparison: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Render the 9 figures into ``out_dir/<name>.png|pdf``; returns name -> PNG path. ``comparison``: the
+    published numbers beside this run's (tables.main_table_comparison; None or empty: figure 9 says none)."""
     out_dir = Path(out_dir)
     k = int(evals["k"].dropna().iloc[0]) if "k" in evals and evals["k"].notna().any() else 16
     calls = {
@@ -637,6 +708,8 @@ def make_all_figures(training: pd.DataFrame, evals: pd.DataFrame, questions: pd.
         "fig6_stability": lambda p: fig6_stability(training, p),
         "fig7_ablation": lambda p: fig7_ablation(evals, p, k=k),
         "fig8_gains_by_difficulty": lambda p: fig8_gains_by_difficulty(questions, p),
+        "fig9_paper_vs_this_run": lambda p: fig9_paper_vs_this_run(
+            comparison if comparison is not None else pd.DataFrame(), p),
     }
     written = {}
     for name in FIGURES:

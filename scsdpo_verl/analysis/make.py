@@ -9,12 +9,22 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
+from scsdpo_verl.analysis.budgets import best_within_budgets, budgets_from_config
 from scsdpo_verl.analysis.figures import FIGURES, make_all_figures
+from scsdpo_verl.analysis.published import published_from_config
 from scsdpo_verl.analysis.runs import eval_frame, question_frame, run_index_from_workflow, training_frame
-from scsdpo_verl.analysis.tables import build_ablation_table, build_cost_table, build_main_table
+from scsdpo_verl.analysis.scorers import build_scorer_table
+from scsdpo_verl.analysis.tables import (
+    build_ablation_table,
+    build_cost_table,
+    build_main_table,
+    build_paper_comparison,
+    main_table_comparison,
+)
 
-TABLES = ("main_table", "ablation_table", "cost_table")
+TABLES = ("main_table", "ablation_table", "cost_table", "paper_comparison", "tooluse_scorers")
 CAPTION_DIR = Path(__file__).parent / "report"
+REPO_DIR = Path(__file__).resolve().parents[2]  # where a relative reporting.published.file is looked up
 
 
 def samples_per_question(evals) -> int:
@@ -25,23 +35,36 @@ def samples_per_question(evals) -> int:
     return ks[0]
 
 
-def make_tables(config: Mapping[str, Any], results_dir: str | Path, out_dir: str | Path, *,
-                maj: str = "bootstrap") -> dict[str, Path]:
-    """Write main_table, ablation_table and cost_table (.csv, .md, .tex) into ``out_dir``; returns CSV paths."""
+def analysis_inputs(config: Mapping[str, Any], results_dir: str | Path, base_dir: str | Path | None = None):
+    """(run index, training frame, eval frame, budgets frame, (published numbers, the config's names for them), k)."""
     index = run_index_from_workflow(config, results_dir)
-    evals = eval_frame(index)
-    k = samples_per_question(evals)
+    training, evals = training_frame(index), eval_frame(index)
+    budgets = best_within_budgets(training, budgets_from_config(config))
+    published = published_from_config(config, base_dir or REPO_DIR)
+    return index, training, evals, budgets, published, samples_per_question(evals)
+
+
+def make_tables(config: Mapping[str, Any], results_dir: str | Path, out_dir: str | Path, *,
+                maj: str = "bootstrap", base_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write the tables (.csv, .md, .tex) into ``out_dir``; returns CSV paths. ``base_dir``: where a relative
+    published-numbers file is (the repository)."""
+    index, training, evals, budgets, published, k = analysis_inputs(config, results_dir, base_dir)
     out_dir = Path(out_dir)
-    build_main_table(evals, out_dir / "main_table", k=k, maj=maj)
-    build_ablation_table(evals, out_dir / "ablation_table", k=k, maj=maj)
-    build_cost_table(index, training_frame(index), out_dir / "cost_table")
+    main = build_main_table(evals, out_dir / "main_table", k=k, maj=maj, budgets=budgets, published=published)
+    build_ablation_table(evals, out_dir / "ablation_table", k=k, maj=maj, budgets=budgets)
+    build_cost_table(index, training, out_dir / "cost_table")
+    build_paper_comparison(main_table_comparison(main, evals, published, k=k, maj=maj), published[0],
+                           out_dir / "paper_comparison")
+    build_scorer_table(config, index, results_dir, out_dir / "tooluse_scorers")
     return {name: out_dir / f"{name}.csv" for name in TABLES}
 
 
-def make_figures(config: Mapping[str, Any], results_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write the 8 figures (.png, .pdf) into ``out_dir``; returns the PNG paths."""
-    index = run_index_from_workflow(config, results_dir)
-    written = make_all_figures(training_frame(index), eval_frame(index), question_frame(index), out_dir)
+def make_figures(config: Mapping[str, Any], results_dir: str | Path, out_dir: str | Path, *,
+                 base_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write the 9 figures (.png, .pdf) into ``out_dir``; returns the PNG paths."""
+    index, training, evals, budgets, published, k = analysis_inputs(config, results_dir, base_dir)
+    comparison = main_table_comparison(build_main_table(evals, k=k, budgets=budgets), evals, published, k=k)
+    written = make_all_figures(training, evals, question_frame(index), out_dir, comparison)
     plt.close("all")
     return written
 

@@ -15,6 +15,7 @@ ENTROPY = "actor/entropy"
 RESPONSE_LENGTH = "response_length/mean"
 TRAIN_SCORE = "critic/score/mean"
 STEP_TIME = "timing_s/step"  # seconds of one training step (rollout + teacher + update), validation excluded
+CUMULATIVE_STEP_TIME = "timing_s/step_cumulative"  # running sum of STEP_TIME (0 at the step-0 validation): budgets
 PASS_RATE_HIST = re.compile(r"^sc/pass_rate_hist/(?P<k>\d+)$")  # questions of the step with k successes of n
 VAL_MEAN_AT_K = re.compile(r"^val-core/(?P<source>.+)/acc/mean@(?P<k>\d+)$")
 VAL_MAJ_AT_K = re.compile(r"^val-core/(?P<source>.+)/acc/maj@(?P<k>\d+)/mean$")
@@ -37,6 +38,9 @@ EVAL_MEAN = "mean@{k}"
 EVAL_MAJ_EXACT = "maj@{k}"
 EVAL_MAJ_BOOTSTRAP = "maj@{k}_bootstrap"  # verl's maj@k/mean: the tables' and figures' maj@k by default
 QUESTION_MEAN, QUESTION_MAJ, QUESTION_MAJ_BOOTSTRAP = "mean", "maj", "maj_bootstrap"  # per-question fields
+
+# ---- tables: the benchmark name of the per-seed average over benchmarks ----
+AVERAGE_BENCHMARK = "average"
 
 # ---- Snakemake benchmark files (optional, for the cost table) ----
 BENCHMARK_WALL_S = "s"

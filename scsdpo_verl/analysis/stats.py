@@ -4,6 +4,8 @@ For n values x_1..x_n (one per seed):
 
   mean = (1/n) sum x_i,   s = sqrt( sum (x_i - mean)^2 / (n-1) ),   half_width = t_{0.975, n-1} * s / sqrt(n)
 
+s is reported too (``Interval.std``): papers print mean ± s over their seeds, we print both.
+
 The interval is [mean - half_width, mean + half_width]; with n = 1 the half width is NaN (no interval).
 A difference of two methods uses the seeds both have (paired: the same seed means the same data order
 and initial model), d_i = a_i - b_i, and the same formula on d; without common seeds it falls back to
@@ -22,11 +24,13 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class Interval:
-    """mean +- half_width over n values (half_width NaN when n < 2)."""
+    """mean +- half_width over n values (half_width NaN when n < 2); std: their standard deviation (n - 1 in the
+    denominator; NaN when n < 2, and for Welch's interval of a difference of unpaired samples)."""
 
     mean: float
     half_width: float
     n: int
+    std: float = math.nan
 
     @property
     def low(self) -> float:
@@ -47,7 +51,8 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
     if n == 1:
         return Interval(float(x[0]), math.nan, 1)
     t = stats.t.ppf(0.5 + confidence / 2, df=n - 1)
-    return Interval(float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(n)), n)
+    std = float(x.std(ddof=1))
+    return Interval(float(x.mean()), float(t * std / math.sqrt(n)), n, std)
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Interval:

@@ -9,6 +9,13 @@ averages. The per-benchmark "average" is computed per seed over the benchmarks t
 than two such benchmarks there is no average column.
 Methods are found by algorithm (their keys are free labels): the main table holds the main grid's methods,
 and the Δ row compares its SC-SDPO method with its SDPO method.
+
+Next to each benchmark's final columns (the final checkpoint evaluated with lm-eval: "final mean@k", "final
+maj@k"), the main and ablation tables hold one "best mean@k ≤ B" column per budget B of the config (analysis.budgets:
+the best in-training validation within B, the SDPO paper's protocol); a cell of a row with a run that ended before
+B is marked "*". Cells also give the standard deviation over seeds ("sd", what papers print as mean ± std) next to
+the 95% interval. With published numbers mapped (analysis.published), the main table gets "(paper)" rows and
+"this run − paper" rows, and ``build_paper_comparison`` writes the comparison on its own.
 """
 
 from __future__ import annotations
@@ -22,14 +29,18 @@ import pandas as pd
 from scipy import stats
 
 from scsdpo_verl.analysis import metric_names as names
+from scsdpo_verl.analysis.budgets import is_budget_metric
+from scsdpo_verl.analysis.published import Published, PublishedNames, compare_with_published, paper_rows, source_notes
 from scsdpo_verl.analysis.runs import ALGORITHM_ORDER, default_label, main_methods, method_of
 from scsdpo_verl.analysis.stats import Interval, difference_interval, t_interval
 
-AVERAGE = "average"
+AVERAGE = names.AVERAGE_BENCHMARK
 DELTA_METHOD = "delta_sc_sdpo_minus_sdpo"  # the Δ row's method with the default keys (see delta_method)
 TIDY_COLUMNS = ("model", "method", "label", "benchmark", "metric", "mean", "half_width", "ci_low", "ci_high",
-                "n_seeds")
+                "std", "n_seeds", "budget_not_reached")
 SEEDS_COLUMN = "seeds"
+REACHED = " reached"  # suffix of the per-run column saying whether the run got to a budget
+NOT_REACHED_MARK = "*"
 
 
 def metric_pair(k: int = 16, *, maj: str = "bootstrap") -> tuple[str, str]:
@@ -78,15 +89,48 @@ def per_seed_values(evals: pd.DataFrame, group: Sequence[str], metric: str) -> p
     return values
 
 
-def _cell(keys: dict, metric: str, interval: Interval) -> dict:
+def _cell(keys: dict, metric: str, interval: Interval, not_reached: bool = False) -> dict:
     return {**keys, "metric": metric, "mean": interval.mean, "half_width": interval.half_width,
-            "ci_low": interval.low, "ci_high": interval.high, "n_seeds": interval.n}
+            "ci_low": interval.low, "ci_high": interval.high, "std": interval.std, "n_seeds": interval.n,
+            "budget_not_reached": not_reached}
+
+
+def add_budget_columns(evals: pd.DataFrame, budgets: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:
+    """``evals`` with one column per budget metric of ``budgets`` (budgets.best_within_budgets: each run's best
+    validation within the budget; NaN for runs without a training log, e.g. the base model) and a companion
+    "<metric> reached" column; returns it and the budget metrics in order."""
+    if budgets is None or budgets.empty:
+        return evals, []
+    keys = list(names.RUN_KEYS)
+    metrics = list(dict.fromkeys(budgets["metric"]))
+    indexed = budgets.set_index([*keys, "metric"])
+    values = indexed["value"].unstack("metric")
+    reached = indexed["reached"].astype(float).unstack("metric").add_suffix(REACHED)
+    merged = evals.merge(values.join(reached), left_on=keys, right_index=True, how="left")
+    return merged, metrics
+
+
+def not_reached(evals: pd.DataFrame, metric: str, model: str, benchmark: str, column: str,
+                values: Sequence) -> bool:
+    """Whether a run behind a budget cell (``column`` in ``values``; any benchmark for the average) ended before
+    the budget."""
+    flag = metric + REACHED
+    if flag not in evals:
+        return False
+    rows = evals[(evals["model"] == model) & evals[column].isin(list(values))]
+    if benchmark != AVERAGE:
+        rows = rows[rows["task"] == benchmark]
+    return bool((rows[flag].dropna() == 0).any())
 
 
 def build_main_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, *,
-                     methods: Sequence[str] | None = None, k: int = 16, maj: str = "bootstrap") -> pd.DataFrame:
-    """Main table from ``eval_frame`` rows: model x method, benchmark x {mean@k, maj@k} (+ average) and the
-    per-model Δ row SC-SDPO − SDPO (paired over seeds). Writes <prefix>.csv/.md/.tex when given a prefix.
+                     methods: Sequence[str] | None = None, k: int = 16, maj: str = "bootstrap",
+                     budgets: pd.DataFrame | None = None,
+                     published: tuple[Published, PublishedNames] | None = None) -> pd.DataFrame:
+    """Main table from ``eval_frame`` rows: model x method, benchmark x {final mean@k, final maj@k, best mean@k
+    within each budget of ``budgets`` (budgets.best_within_budgets)} (+ average) and the per-model Δ row SC-SDPO −
+    SDPO (paired over seeds); with ``published`` (numbers and the config's names for them), the "(paper)" and
+    "this run − paper" rows. Writes <prefix>.csv/.md/.tex when given a prefix.
 
     ``methods``: method keys (default: the base model and the main grid's methods, found by algorithm).
     """
@@ -94,18 +138,23 @@ def build_main_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, 
     evals = evals[evals["method"].isin(methods)]
     if evals.empty:
         raise ValueError(f"no evaluation results for methods {list(methods)}")
+    evals, budget_metrics = add_budget_columns(evals, budgets)
     labels = dict(zip(evals["method"], evals["label"], strict=False))
     sdpo, sc_sdpo = method_of(evals, "sdpo"), method_of(evals, "sc_sdpo")
     delta = delta_method(sc_sdpo, sdpo) if sdpo and sc_sdpo else None
     averaged: dict[str, list[str]] = {}
     rows = []
-    for metric in metric_pair(k, maj=maj):
-        averaged = averaged_benchmarks(evals, ["model", "method"], metric)
+    for metric in [*metric_pair(k, maj=maj), *budget_metrics]:
+        if metric not in evals:
+            continue
+        averaged = averaged_benchmarks(evals, ["model", "method"], metric) if metric == metric_pair(k)[0] \
+            else averaged
         values = per_seed_values(evals, ["model", "method"], metric)
         for (model, method, benchmark), cell in values.groupby(["model", "method", "benchmark"], sort=False):
             keys = {"model": model, "method": method, "label": labels.get(method, default_label(method)),
                     "benchmark": benchmark}
-            rows.append(_cell(keys, metric, t_interval(cell["value"].tolist())))
+            short = not_reached(evals, metric, model, benchmark, "method", [method])
+            rows.append(_cell(keys, metric, t_interval(cell["value"].tolist()), short))
             if delta is None or method != sc_sdpo:
                 continue
             reference = values[(values["model"] == model) & (values["method"] == sdpo)
@@ -115,17 +164,74 @@ def build_main_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, 
             interval = difference_interval(dict(zip(cell["seed"], cell["value"], strict=True)),
                                            dict(zip(reference["seed"], reference["value"], strict=True)))
             label = f"Δ {labels.get(sc_sdpo, sc_sdpo)} − {labels.get(sdpo, sdpo)}"
-            rows.append(_cell({**keys, "method": delta, "label": label}, metric, interval))
+            short = not_reached(evals, metric, model, benchmark, "method", [sc_sdpo, sdpo])
+            rows.append(_cell({**keys, "method": delta, "label": label}, metric, interval, short))
     order = {m: i for i, m in enumerate(methods)}
     if delta is not None:
         order[delta] = len(order)
-    table = _ordered(pd.DataFrame(rows), order)
+    table = _ordered(pd.DataFrame(rows, columns=TIDY_COLUMNS), order)
+    comparison = pd.DataFrame()
+    if published is not None:
+        comparison = main_table_comparison(table, evals, published, k=k, maj=maj)
+        extra = pd.DataFrame(paper_rows(comparison), columns=TIDY_COLUMNS).assign(budget_not_reached=False)
+        if not extra.empty:  # each model's paper rows after its own rows
+            table = pd.concat([table, extra], ignore_index=True)
+            model_rank = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}
+            table = table.assign(_model=table["model"].map(model_rank)).sort_values("_model", kind="stable") \
+                .drop(columns="_model").reset_index(drop=True)
     if out_prefix is not None:
-        notes = [*interval_notes(table), maj_note(k, maj), average_note(averaged)]
+        notes = [*interval_notes(table), final_note(k, maj), *budget_notes(budget_metrics, budgets),
+                 average_note(averaged)]
         if delta is not None:
             notes.append(f"Δ: {labels.get(sc_sdpo, sc_sdpo)} − {labels.get(sdpo, sdpo)}, paired by seed.")
+        if published is not None:
+            notes.extend(source_notes(published[0], comparison))
         write_table(table, out_prefix, row_keys=("model", "label"), title="Main results", notes=notes)
     return table
+
+
+def main_table_comparison(table: pd.DataFrame, evals: pd.DataFrame, published: tuple[Published, PublishedNames],
+                          *, k: int = 16, maj: str = "bootstrap") -> pd.DataFrame:
+    """The published numbers beside the main table's cells (published.compare_with_published)."""
+    sdpo, sc_sdpo = method_of(evals, "sdpo"), method_of(evals, "sc_sdpo")
+    roles = {algorithm: method_of(evals, algorithm) for algorithm in ("grpo", "sdpo", "sc_sdpo")}
+    roles["base"] = "base" if "base" in set(evals["method"]) else None
+    roles[DELTA_METHOD] = delta_method(sc_sdpo, sdpo) if sdpo and sc_sdpo else None
+    mean, maj_metric = metric_pair(k, maj=maj)
+    return compare_with_published(table, published[0], published[1], roles=roles,
+                                  final_metrics={"mean": mean, "maj": maj_metric})
+
+
+def build_paper_comparison(comparison: pd.DataFrame, published: Published, out_prefix: str | Path) -> pd.DataFrame:
+    """paper_comparison.csv/.md/.tex: every mapped published value, this run's cell it is compared with, and the
+    difference (percent points in the renderings); an empty table says that nothing was mapped."""
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    comparison.to_csv(out_prefix.with_suffix(".csv"), index=False)
+    shown = pd.DataFrame({
+        "model": comparison["model"], "method": comparison["label"],
+        "benchmark": comparison["published_benchmark"], "metric": comparison["published_metric"],
+        "budget": comparison["budget"].replace("", "–"),
+        "source": [f"{s}†" if sec else s for s, sec in zip(comparison["source"], comparison["secondary"],
+                                                            strict=True)],
+        "paper": [format_cell(v, math.nan) for v in comparison["paper"]],
+        "this run": [format_cell(m, h, std=sd) for m, h, sd in
+                     zip(comparison["this_run"], comparison["half_width"], comparison["std"], strict=True)],
+        "compared with": [display_metric(m) for m in comparison["compared_with"]],
+        "this run − paper": [format_cell(d, math.nan, signed=True) for d in comparison["difference"]],
+    })
+    notes = ["Accuracy in %; this run: mean over seeds ± the half-width of the 95% t-interval (sd: standard "
+             "deviation over seeds); † secondary source. Sources:"]
+    notes += [f"{name}{'†' if info['secondary'] else ''}: {' '.join(info['citation'].split())} ({info['where']})"
+              for name, info in published.sources.items()]
+    if comparison.empty:
+        notes.insert(0, "No published number is mapped onto this config's models and tasks "
+                     "(reporting.published.models / benchmarks).")
+    footer = "".join(f"\n{note}\n" for note in notes)
+    out_prefix.with_suffix(".md").write_text("**Published numbers beside this run**\n\n" + to_markdown(shown) + footer)
+    out_prefix.with_suffix(".tex").write_text(to_latex(shown, caption=" ".join(["Published numbers beside this run.",
+                                                                                  *notes])))
+    return comparison
 
 
 def variant_label(exponent: float, normalize: str | None) -> str:
@@ -135,26 +241,34 @@ def variant_label(exponent: float, normalize: str | None) -> str:
 
 
 def build_ablation_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, *, k: int = 16,
-                         maj: str = "bootstrap") -> pd.DataFrame:
-    """Ablation table: SDPO-family runs grouped by (exponent, normaliser), per model x benchmark x metric."""
+                         maj: str = "bootstrap", budgets: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Ablation table: SDPO-family runs grouped by (exponent, normaliser), per model x benchmark x metric (final
+    mean@k and maj@k, best mean@k within each budget of ``budgets``)."""
     evals = evals[evals["algorithm"].isin(("sdpo", "sc_sdpo"))].copy()
     if evals.empty:
         raise ValueError("no SDPO/SC-SDPO evaluation results for the ablation table")
     evals["normalize"] = np.where(evals["exponent"] == 0, "-", evals["normalize"].fillna("batch_mean"))
+    evals, budget_metrics = add_budget_columns(evals, budgets)
     averaged: dict[str, list[str]] = {}
     rows = []
-    for metric in metric_pair(k, maj=maj):
-        averaged = averaged_benchmarks(evals, ["model", "exponent", "normalize"], metric)
+    for metric in [*metric_pair(k, maj=maj), *budget_metrics]:
+        if metric not in evals:
+            continue
+        if metric == metric_pair(k)[0]:
+            averaged = averaged_benchmarks(evals, ["model", "exponent", "normalize"], metric)
         values = per_seed_values(evals, ["model", "exponent", "normalize"], metric)
         for (model, exponent, normalize, benchmark), cell in values.groupby(
                 ["model", "exponent", "normalize", "benchmark"]):
             keys = {"model": model, "method": f"{exponent:g}/{normalize}",
                     "label": variant_label(exponent, normalize), "benchmark": benchmark,
                     "exponent": exponent, "normalize": normalize}
-            rows.append(_cell(keys, metric, t_interval(cell["value"].tolist())))
+            runs = evals[(evals["exponent"] == exponent) & (evals["normalize"] == normalize)]["method"]
+            short = not_reached(evals, metric, model, benchmark, "method", set(runs))
+            rows.append(_cell(keys, metric, t_interval(cell["value"].tolist()), short))
     table = pd.DataFrame(rows).sort_values(["model", "exponent", "normalize"], kind="stable").reset_index(drop=True)
     if out_prefix is not None:
-        notes = [*interval_notes(table), maj_note(k, maj), average_note(averaged)]
+        notes = [*interval_notes(table), final_note(k, maj), *budget_notes(budget_metrics, budgets),
+                 average_note(averaged)]
         write_table(table, out_prefix, row_keys=("model", "label"), title="Ablation", notes=notes)
     return table
 
@@ -167,7 +281,8 @@ def interval_notes(table: pd.DataFrame) -> list[str]:
     counts = sorted({int(n) for n in table["n_seeds"] if n >= 2})
     quantiles = ", ".join(f"t = {stats.t.ppf(0.975, df=n - 1):.2f} with {n} seeds" for n in counts)
     text = ("Cells: accuracy in %, mean over seeds ± the half-width of the 95% Student-t interval over seeds "
-            f"({quantiles or 'no row has 2 seeds'}); no ± with one seed. Seeds: the number of seeds of the row.")
+            f"({quantiles or 'no row has 2 seeds'}), then (sd: the standard deviation over seeds, the papers' "
+            "mean ± std); no ± and no sd with one seed. Seeds: the number of seeds of the row.")
     notes = [text]
     if counts and counts[0] <= 3:
         notes.append(f"With {counts[0]} seeds the interval is wide by construction: read ± as 'no precision "
@@ -181,6 +296,24 @@ def maj_note(k: int, maj: str) -> str:
                 f"answers drawn with replacement from the {k}, averaged over 1000 draws), not the single vote over "
                 f"the {k} answers.")
     return f"maj@{k}: the exact majority vote over the {k} answers."
+
+
+def final_note(k: int, maj: str) -> str:
+    """What the final columns are, with the maj@k estimator."""
+    return (f"final mean@{k} / final maj@{k}: the final checkpoint, evaluated with lm-eval ({k} samples per "
+            f"question of the test split). {maj_note(k, maj)}")
+
+
+def budget_notes(metrics: Sequence[str], budgets: pd.DataFrame | None) -> list[str]:
+    """What the best-within-budget columns are (analysis.budgets), and the mark of runs shorter than a budget."""
+    if not metrics:
+        return []
+    axis = "training steps" if budgets is not None and str(budgets["budget"].iloc[0]).endswith(("step", "steps")) \
+        else "cumulative step time (timing_s/step summed; validation excluded)"
+    return [f"{', '.join(metrics)}: per run, the highest validation mean@k during training (k samples per question "
+            f"of the test split) among the evaluations within the budget of {axis}, the one before the first step "
+            f"included (the SDPO paper's protocol); then the mean over seeds. {NOT_REACHED_MARK}: a run of the row "
+            "ended before the budget (its best over the whole run)."]
 
 
 def average_note(averaged: Mapping[str, Sequence[str]]) -> str:
@@ -255,20 +388,31 @@ def _ordered(table: pd.DataFrame, rank: Mapping[str, int]) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-def format_cell(mean: float, half_width: float, *, percent: bool = True, digits: int = 1, plus_minus="±") -> str:
-    """'80.9 ± 1.2' (percent of an accuracy); the ± part is left out without an interval; NaN -> '–'."""
+def format_cell(mean: float, half_width: float, *, std: float | None = None, percent: bool = True, digits: int = 1,
+                plus_minus="±", signed: bool = False) -> str:
+    """'80.9 ± 1.2 (sd 0.5)' (percent of an accuracy); the ± part is left out without an interval, the sd part
+    without a standard deviation; NaN -> '–'. ``signed``: '+1.2' for a difference."""
     if mean is None or math.isnan(mean):
         return "–"
     scale = 100.0 if percent else 1.0
-    text = f"{mean * scale:.{digits}f}"
+    text = f"{mean * scale:{'+' if signed else ''}.{digits}f}"
     if half_width is not None and not math.isnan(half_width):
         text += f" {plus_minus} {half_width * scale:.{digits}f}"
+    if std is not None and not math.isnan(std):
+        text += f" (sd {std * scale:.{digits}f})"
     return text
 
 
 def _seed_counts(counts: Sequence[int]) -> str:
     low, high = int(min(counts)), int(max(counts))
+    if high == 0:
+        return "–"  # published numbers
     return str(low) if low == high else f"{low}–{high}"
+
+
+def column_name(benchmark: str, metric: str) -> str:
+    """A wide table's column: '<benchmark> final mean@16' or '<benchmark> best mean@4 ≤ 4 steps'."""
+    return f"{benchmark} {metric if is_budget_metric(metric) else 'final ' + display_metric(metric)}"
 
 
 def wide_table(tidy: pd.DataFrame, row_keys: Sequence[str], *, plus_minus: str = "±") -> pd.DataFrame:
@@ -282,12 +426,15 @@ def wide_table(tidy: pd.DataFrame, row_keys: Sequence[str], *, plus_minus: str =
     seeds: dict[tuple, list[int]] = {}
     for _, cell in tidy.iterrows():
         key = tuple(cell[k] for k in row_keys)
-        column = f"{cell['benchmark']} {display_metric(cell['metric'])}"
-        rows.setdefault(key, {})[column] = format_cell(cell["mean"], cell["half_width"], plus_minus=plus_minus)
-        if cell["benchmark"] != AVERAGE:
-            seeds.setdefault(key, []).append(int(cell["n_seeds"]))
-    columns = [f"{b} {display_metric(m)}" for b in benchmarks for m in metrics]
-    frame = pd.DataFrame([{**dict(zip(row_keys, key, strict=True)), SEEDS_COLUMN: _seed_counts(seeds[key]), **values}
+        text = format_cell(cell["mean"], cell["half_width"], std=cell.get("std"), plus_minus=plus_minus)
+        if cell.get("budget_not_reached") is True or cell.get("budget_not_reached") == 1:
+            text += NOT_REACHED_MARK
+        rows.setdefault(key, {})[column_name(cell["benchmark"], cell["metric"])] = text
+        seeds.setdefault(key, {}).setdefault(cell["benchmark"] == AVERAGE, []).append(int(cell["n_seeds"]))
+    columns = [column_name(b, m) for b in benchmarks for m in metrics]
+    # the row's seeds: over its benchmarks (its average cells only when it has nothing else, e.g. a published gain)
+    frame = pd.DataFrame([{**dict(zip(row_keys, key, strict=True)),
+                           SEEDS_COLUMN: _seed_counts(seeds[key].get(False) or seeds[key][True]), **values}
                           for key, values in rows.items()])
     return frame.reindex(columns=[*row_keys, SEEDS_COLUMN, *columns]).fillna("–")
 
@@ -302,7 +449,7 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "–": "--"}
+                  "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "–": "--", "≤": r"$\leq$", "†": r"$\dagger$"}
 
 
 def latex_escape(text: str) -> str:

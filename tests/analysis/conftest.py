@@ -4,8 +4,10 @@ Main grid: model "tiny", tasks "sci" and "tool", methods grpo/sdpo/sc_sdpo, seed
 model (seed 0). Ablation (task "sci" only): sc_sdpo_exp1 (exponent 1) and sc_sdpo_max (batch_max).
 Evaluation metrics are ``EVAL_VALUES[(task, method)][seed]`` for mean@16; maj@16 = mean@16 + 0.05 and the
 bootstrap maj@16 = mean@16 + 0.02. Training logs: 6 steps of 4 questions x 4 rollouts (``HISTOGRAMS``), step
-time 2 + seed seconds, validation at 0, 3, 6 (``val_at``). ``write_results(root, rename)`` writes the same runs
-under other method keys (``rename``: key -> new key) to check that the analysis never relies on the keys.
+time 2 + seed seconds (cumulative step x (2 + seed)), validation at 0, 3, 6 (``val_at``, best at step 3).
+The tool task's samples hold real responses (``TOOL_RESPONSES``) for the scorer table, and results/data/<task>/
+counts.json the task data rule's counts. ``write_results(root, rename)`` writes the same runs under other method
+keys (``rename``: key -> new key) to check that the analysis never relies on the keys.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import pytest
 import yaml
 
 from scsdpo_verl.analysis.runs import eval_frame, question_frame, run_index_from_workflow, training_frame
+from scsdpo_verl.tasks.tooluse import make_gold
 
 CONFIG = {
     "models": {"tiny": {}},
-    "tasks": {"sci": {}, "tool": {}},
+    "tasks": {"sci": {"kind": "synthetic_science"}, "tool": {"kind": "synthetic_tooluse"}},
     "methods": {"grpo": {"algorithm": "grpo", "label": "GRPO"}, "sdpo": {"algorithm": "sdpo", "label": "SDPO"},
                 "sc_sdpo": {"algorithm": "sc_sdpo", "exponent": 0.5, "normalize": "batch_mean", "label": "SC-SDPO"}},
     "seeds": [0, 1],
@@ -45,21 +48,36 @@ N = 4  # rollouts per question
 HISTOGRAMS = [[1, 1, 1, 1, 0], [0, 2, 1, 0, 1], [2, 0, 0, 1, 1], [0, 0, 4, 0, 0], [1, 0, 1, 1, 1], [0, 1, 1, 1, 1]]
 # per question of the test set: (base-model mean@16, trained gain per method)
 QUESTION_BASE = {"q0": 0.0, "q1": 0.125, "q2": 0.5, "q3": 1.0}
+# the tool task's gold answers and the two responses every run logged per question, with (strict, reference)
+# scores: q0 nested input (1, 0) and no call (0, 0); q1 true for 1 (0, 1) and exact (1, 1); q2 (1, 1) and a wrong
+# value (0, 0); q3 a fenced input (1, 0) and exact (1, 1). So the scorers differ on 3 items and 3 of 8 responses;
+# mean@2 strict (0.5 + 0.5 + 0.5 + 1) / 4 = 0.625, reference (0 + 1 + 0.5 + 0.5) / 4 = 0.5.
+TOOL_GOLD = {"q0": make_gold([("addPet", {"pet": {"name": "Rex"}})]), "q1": make_gold([("f", {"n": 1})]),
+             "q2": make_gold([("f", {"n": 1})]), "q3": make_gold([("g", {"a": 1})])}
+TOOL_RESPONSES = {
+    "q0": ['Action: addPet\nAction Input: {"pet": {"name": "Rex"}}', "no call"],
+    "q1": ['Action: f\nAction Input: {"n": true}', 'Action: f\nAction Input: {"n": 1}'],
+    "q2": ['Action: f\nAction Input: {"n": 1}', 'Action: f\nAction Input: {"n": 2}'],
+    "q3": ['Action: g\nAction Input: ```json\n{"a": 1}\n```', 'Action: g\nAction Input: {"a": 1}'],
+}
+TOOL_COUNTS = {"train": 10, "test": 4, "scorer": "strict", "gold_disagreements": {"test": 1, "question_ids": ["q0"]}}
 
 
 def val_at(step: int, method: str, seed: int) -> float:
-    """Validation mean@4 of a run at a validation step: SDPO and GRPO coincide, SC-SDPO is 0.1 higher."""
+    """Validation mean@4 of a run at a validation step: SDPO and GRPO coincide, SC-SDPO is 0.1 higher; every run
+    peaks at step 3 (so its best within a budget differs from its last validation)."""
     if step == 0:
         return 0.2
-    return 0.2 + 0.05 * step + (0.1 if method == "sc_sdpo" else 0.0) + 0.02 * seed
+    return 0.2 + {3: 0.15, 6: 0.10}[step] + (0.1 if method == "sc_sdpo" else 0.0) + 0.02 * seed
 
 
 def _metrics(method: str, seed: int) -> list[dict]:
-    records = [{"step": 0, "val-core/src/acc/mean@4": val_at(0, method, seed), "val-core/src/acc/maj@4/mean": 0.25}]
+    records = [{"step": 0, "val-core/src/acc/mean@4": val_at(0, method, seed), "val-core/src/acc/maj@4/mean": 0.25,
+                "timing_s/step_cumulative": 0.0}]
     for step, hist in enumerate(HISTOGRAMS, start=1):
         record = {"step": step, "actor/grad_norm": 1.0 + 0.1 * step, "actor/entropy": 2.0 - 0.1 * step,
                   "response_length/mean": 10.0 + step + seed, "timing_s/step": 2.0 + seed,
-                  "critic/score/mean": 0.5}
+                  "timing_s/step_cumulative": step * (2.0 + seed), "critic/score/mean": 0.5}
         record.update({f"sc/pass_rate_hist/{k}": float(c) for k, c in enumerate(hist)})
         if step % 3 == 0:
             record["val-core/src/acc/mean@4"] = val_at(step, method, seed)
@@ -88,6 +106,9 @@ def write_results(root, rename: dict[str, str] | None = None) -> dict:
             gain = gain_of(method, seed)
             lines = [{"question_id": q, "difficulty": 1, "mean": min(1.0, base + gain), "maj": base,
                       "maj_bootstrap": base} for q, base in QUESTION_BASE.items()]
+            if task == "tool":
+                lines = [{**line, "ground_truth": TOOL_GOLD[line["question_id"]],
+                          "responses": TOOL_RESPONSES[line["question_id"]]} for line in lines]
             (eval_dir / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
             if method == "base":
                 continue
@@ -99,6 +120,10 @@ def write_results(root, rename: dict[str, str] | None = None) -> dict:
             (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
             (run_dir / "metrics.jsonl").write_text(
                 "".join(json.dumps(r) + "\n" for r in _metrics(method, seed)))
+    for task in CONFIG["tasks"]:  # the task data rule's counts (tool use: the scorers' gold disagreements)
+        (root / "data" / task).mkdir(parents=True, exist_ok=True)
+        counts = TOOL_COUNTS if task == "tool" else {"train": 10, "test": 4}
+        (root / "data" / task / "counts.json").write_text(json.dumps(counts))
     config = {**CONFIG, "methods": {rename.get(k, k): v for k, v in CONFIG["methods"].items()}}
     config["ablation"] = {**CONFIG["ablation"],
                           "methods": {rename.get(k, k): v for k, v in CONFIG["ablation"]["methods"].items()}}

@@ -94,8 +94,12 @@ def test_main_table_values_and_delta(evals, tmp_path):
     assert len(csv) == len(table)
     markdown = (tmp_path / "main_table.md").read_text()
     # columns: model, label, seeds, sci mean@16, sci maj@16 (bootstrap = mean + 0.02), tool ..., average ...
-    assert "| model | label | seeds | sci mean@16 | sci maj@16 | tool mean@16 | tool maj@16 |" in markdown
-    assert "| tiny | SC-SDPO | 2 | 60.0 ± 127.1 | 62.0 ± 127.1 | 40.0 ± 0.0 | 42.0 ± 0.0 |" in markdown
+    assert "| model | label | seeds | sci final mean@16 | sci final maj@16 | tool final mean@16 | tool final maj@16 |" \
+        in markdown
+    # sd over seeds next to the interval: sci (0.5, 0.7) -> sd 0.1414; tool (0.4, 0.4) -> 0
+    assert "| tiny | SC-SDPO | 2 | 60.0 ± 127.1 (sd 14.1) | 62.0 ± 127.1 (sd 14.1) | 40.0 ± 0.0 (sd 0.0) | " \
+        "42.0 ± 0.0 (sd 0.0) |" in markdown
+    assert sc["std"] == pytest.approx(0.1 * 2 ** 0.5)
     assert "| tiny | Base | 1 | 30.0 | 32.0 | 20.0 | 22.0 | 25.0 | 27.0 |" in markdown
     latex = (tmp_path / "main_table.tex").read_text()
     assert r"\toprule" in latex and r"60.0 $\pm$ 127.1" in latex and r"$\Delta$ SC-SDPO" in latex
@@ -109,7 +113,7 @@ def test_tables_say_what_they_show(evals, tmp_path):
             flat = " ".join(text.split()).replace(r"\%", "%").replace(r"$\pm$", "±")  # LaTeX read as text
             assert "95% Student-t interval over seeds" in flat and "t = 12.71 with 2 seeds" in flat, name
             assert "maj@16: the bootstrap estimate of majority-vote accuracy" in flat, name
-            assert "no ± with one seed" in flat, name
+            assert "no ± and no sd with one seed" in flat and "the papers' mean ± std" in flat, name
     assert "average: per seed, the mean over the benchmarks every row of the model has (tiny: sci, tool)" in \
         (tmp_path / "main_table.md").read_text()
 
@@ -192,6 +196,9 @@ def test_cost_table_prefers_the_snakemake_benchmark(index, training, tmp_path):
 
 def test_formatting():
     assert format_cell(0.6, 0.0127) == "60.0 ± 1.3"
+    assert format_cell(0.6, 0.0127, std=0.0051) == "60.0 ± 1.3 (sd 0.5)"
+    assert format_cell(-0.012, float("nan"), signed=True) == "-1.2" and format_cell(0.03, 0.01, signed=True) == \
+        "+3.0 ± 1.0"
     assert format_cell(0.6, float("nan")) == "60.0"
     assert format_cell(float("nan"), 0.1) == "–"
     assert latex_escape("a_b & 50%") == r"a\_b \& 50\%"

@@ -20,7 +20,7 @@ try:
     # --config values typed by the schema; a violation is one line naming the key (not the whole schema)
     prepare_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
     validate(config, schema="../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
-    check_config_references(config)
+    check_config_references(config, base_dir=workflow.basedir)
 except ConfigProblem as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
