@@ -187,16 +187,19 @@ def check_method_roles(config: Mapping[str, Any]) -> None:
             seen[settings] = f"{section}.{name}"
 
 
+def published_numbers_file(config: Mapping[str, Any], base_dir: str | Path) -> Path:
+    """``reporting.published.file`` (config/published.yaml by default), relative to ``base_dir`` unless absolute."""
+    path = Path(config.get("reporting", {}).get("published", {}).get("file", "config/published.yaml"))
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
 def check_published_names(config: Mapping[str, Any], base_dir: str | Path) -> None:
     """``reporting.published``: the mapped keys are the config's models and tasks, the names are in the file
     (read here with yaml alone: the full check, analysis.published, runs in the tables rule)."""
     import yaml
 
     spec = config.get("reporting", {}).get("published", {})
-    if not spec.get("models") and not spec.get("benchmarks"):
-        return
-    path = Path(spec.get("file", "config/published.yaml"))
-    path = path if path.is_absolute() else Path(base_dir) / path
+    path = published_numbers_file(config, base_dir)
     if not path.is_file():
         raise ConfigProblem(f"reporting.published.file: {path} not found")
     tables = (yaml.safe_load(path.read_text()) or {}).get("tables") or []

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 from scsdpo_verl.analysis.budgets import best_within_budgets, budgets_from_config
 from scsdpo_verl.analysis.figures import FIGURES, make_all_figures
-from scsdpo_verl.analysis.published import published_from_config
+from scsdpo_verl.analysis.published import published_from_config, published_path
 from scsdpo_verl.analysis.runs import eval_frame, question_frame, run_index_from_workflow, training_frame
 from scsdpo_verl.analysis.scorers import build_scorer_table
 from scsdpo_verl.analysis.tables import (
@@ -24,7 +24,7 @@ from scsdpo_verl.analysis.tables import (
 
 TABLES = ("main_table", "ablation_table", "cost_table", "paper_comparison", "tooluse_scorers")
 CAPTION_DIR = Path(__file__).parent / "report"
-REPO_DIR = Path(__file__).resolve().parents[2]  # where a relative reporting.published.file is looked up
+REPO_DIR = Path(__file__).resolve().parents[2]  # where a relative reporting.published.file is looked up by default
 
 
 def samples_per_question(evals) -> int:
@@ -35,20 +35,20 @@ def samples_per_question(evals) -> int:
     return ks[0]
 
 
-def analysis_inputs(config: Mapping[str, Any], results_dir: str | Path, base_dir: str | Path | None = None):
-    """(run index, training frame, eval frame, budgets frame, (published numbers, the config's names for them), k)."""
+def analysis_inputs(config: Mapping[str, Any], results_dir: str | Path, published_file: str | Path | None = None):
+    """(run index, training frame, eval frame, budgets frame, (published numbers, the config's names for them), k).
+    ``published_file``: the published numbers (default: the config's, relative to this repository)."""
     index = run_index_from_workflow(config, results_dir)
     training, evals = training_frame(index), eval_frame(index)
     budgets = best_within_budgets(training, budgets_from_config(config))
-    published = published_from_config(config, base_dir or REPO_DIR)
+    published = published_from_config(config, published_file or published_path(config, REPO_DIR))
     return index, training, evals, budgets, published, samples_per_question(evals)
 
 
 def make_tables(config: Mapping[str, Any], results_dir: str | Path, out_dir: str | Path, *,
-                maj: str = "bootstrap", base_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write the tables (.csv, .md, .tex) into ``out_dir``; returns CSV paths. ``base_dir``: where a relative
-    published-numbers file is (the repository)."""
-    index, training, evals, budgets, published, k = analysis_inputs(config, results_dir, base_dir)
+                maj: str = "bootstrap", published_file: str | Path | None = None) -> dict[str, Path]:
+    """Write the tables (.csv, .md, .tex) into ``out_dir``; returns CSV paths (see analysis_inputs)."""
+    index, training, evals, budgets, published, k = analysis_inputs(config, results_dir, published_file)
     out_dir = Path(out_dir)
     main = build_main_table(evals, out_dir / "main_table", k=k, maj=maj, budgets=budgets, published=published)
     build_ablation_table(evals, out_dir / "ablation_table", k=k, maj=maj, budgets=budgets)
@@ -60,9 +60,9 @@ def make_tables(config: Mapping[str, Any], results_dir: str | Path, out_dir: str
 
 
 def make_figures(config: Mapping[str, Any], results_dir: str | Path, out_dir: str | Path, *,
-                 base_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write the 9 figures (.png, .pdf) into ``out_dir``; returns the PNG paths."""
-    index, training, evals, budgets, published, k = analysis_inputs(config, results_dir, base_dir)
+                 published_file: str | Path | None = None) -> dict[str, Path]:
+    """Write the 9 figures (.png, .pdf) into ``out_dir``; returns the PNG paths (see analysis_inputs)."""
+    index, training, evals, budgets, published, k = analysis_inputs(config, results_dir, published_file)
     comparison = main_table_comparison(build_main_table(evals, k=k, budgets=budgets), evals, published, k=k)
     written = make_all_figures(training, evals, question_frame(index), out_dir, comparison)
     plt.close("all")

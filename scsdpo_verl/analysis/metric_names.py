@@ -42,9 +42,11 @@ QUESTION_MEAN, QUESTION_MAJ, QUESTION_MAJ_BOOTSTRAP = "mean", "maj", "maj_bootst
 # ---- tables: the benchmark name of the per-seed average over benchmarks ----
 AVERAGE_BENCHMARK = "average"
 
-# ---- Snakemake benchmark files (optional, for the cost table) ----
+# ---- Snakemake benchmark files (workflow: results/benchmarks/<rule>/<wildcards>.tsv; the cost table) ----
+BENCHMARK_DIR = "benchmarks"
 BENCHMARK_WALL_S = "s"
 BENCHMARK_CPU_S = "cpu_time"
+BENCHMARK_MAX_RSS_MB = "max_rss"
 
 # ---- the columns that identify a run in every analysis frame ----
 RUN_KEYS = ("model", "task", "method", "seed")

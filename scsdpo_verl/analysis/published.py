@@ -126,13 +126,17 @@ def mapping_from_config(config: Mapping[str, Any], published: Published) -> Publ
     return mapping
 
 
-def published_from_config(config: Mapping[str, Any], base_dir: str | Path) -> tuple[Published, PublishedNames]:
-    """The published numbers a workflow config names (``reporting.published.file``, relative to ``base_dir``, the
-    repository, unless absolute; config/published.yaml by default) and its mapping onto them (empty when the
-    config maps nothing: then nothing is compared)."""
-    spec = config.get("reporting", {}).get("published", {})
-    path = Path(spec.get("file", "config/published.yaml"))
-    published = load_published(path if path.is_absolute() else Path(base_dir) / path)
+def published_path(config: Mapping[str, Any], base_dir: str | Path) -> Path:
+    """The published-numbers file a workflow config names (``reporting.published.file``, config/published.yaml by
+    default), relative to ``base_dir`` (the repository) unless absolute."""
+    path = Path(config.get("reporting", {}).get("published", {}).get("file", "config/published.yaml"))
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def published_from_config(config: Mapping[str, Any], path: str | Path) -> tuple[Published, PublishedNames]:
+    """The published numbers of ``path`` and the config's mapping onto them (empty when the config maps nothing:
+    then nothing is compared)."""
+    published = load_published(path)
     return published, mapping_from_config(config, published)
 
 

@@ -3,7 +3,7 @@
 The run index: one row per (model, task, method, seed), including the untrained model as method "base":
 
     model, task, method, algorithm, label, exponent, normalize, seed, run_dir, eval_dir
-    [+ optional: group_size, questions_per_step, threads, gpus, benchmark_path]
+    [+ optional: group_size, questions_per_step, threads, gpus, benchmark_path, eval_benchmark_path]
 
 ``method`` is the workflow's method key (e.g. ``sc_sdpo_exp1``), ``algorithm`` one of base/grpo/sdpo/sc_sdpo,
 ``run_dir`` holds metrics.jsonl + config.yaml (None for base), ``eval_dir`` holds results.json + samples.jsonl.
@@ -123,6 +123,13 @@ def run_index_from_workflow(config: Mapping[str, Any], results_dir: str | Path) 
     methods = {**config.get("methods", {}), **config.get("ablation", {}).get("methods", {})}
     ablation = config.get("ablation", {})
     entries = []
+    verl = config.get("verl", {})
+    gpus = verl.get("nodes", 1) * verl.get("gpus_per_node", 4) \
+        if config.get("backend") == "verl" and not verl.get("cpu", False) else 0
+
+    def benchmark(rule: str, model: str, task: str, method: str, seed: int) -> str:
+        """The Snakemake benchmark file of one job (workflow/rules/*.smk write them there)."""
+        return str(results_dir / names.BENCHMARK_DIR / rule / model / task / method / f"seed{seed}.tsv")
 
     def eval_dir(model: str, task: str, method: str, seed: int) -> str | None:
         path = results_dir / "eval" / model / task / method / f"seed{seed}"
@@ -142,6 +149,8 @@ def run_index_from_workflow(config: Mapping[str, Any], results_dir: str | Path) 
                         "exponent": float(spec.get("exponent", math.nan)), "normalize": spec.get("normalize"),
                         "run_dir": str(run_dir) if run_dir.is_dir() else None,
                         "eval_dir": eval_dir(model, task, method, seed), "ablation": is_ablation,
+                        "benchmark_path": benchmark("train", model, task, method, seed),
+                        "eval_benchmark_path": benchmark("evaluate", model, task, method, seed), "gpus": gpus,
                     })
             for path in sorted((results_dir / "eval" / model / task / "base").glob("seed*")):
                 if (path / names.EVAL_RESULTS_FILE).is_file():

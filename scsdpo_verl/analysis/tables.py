@@ -323,21 +323,32 @@ def average_note(averaged: Mapping[str, Sequence[str]]) -> str:
 
 
 def read_benchmark(path: str | Path) -> dict[str, float]:
-    """Wall and CPU seconds from a Snakemake ``benchmark:`` TSV (mean over its repeats)."""
+    """Wall seconds, CPU seconds and peak resident memory (MB) from a Snakemake ``benchmark:`` TSV (mean over its
+    repeats); a missing file or column is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: Snakemake benchmark file not found (every rule writes one)")
     frame = pd.read_csv(path, sep="\t")
-    for column in (names.BENCHMARK_WALL_S, names.BENCHMARK_CPU_S):
+    for column in (names.BENCHMARK_WALL_S, names.BENCHMARK_CPU_S, names.BENCHMARK_MAX_RSS_MB):
         if column not in frame:
             raise ValueError(f"{path}: column '{column}' missing")
-    return {"wall_s": float(frame[names.BENCHMARK_WALL_S].mean()), "cpu_s": float(frame[names.BENCHMARK_CPU_S].mean())}
+    return {"wall_s": float(frame[names.BENCHMARK_WALL_S].mean()), "cpu_s": float(frame[names.BENCHMARK_CPU_S].mean()),
+            "max_rss_mb": float(frame[names.BENCHMARK_MAX_RSS_MB].max())}
+
+
+COST_COLUMNS = ("model", "method", "label", "runs", "wall_hours", "cpu_hours", "max_rss_mb", "gpu_hours",
+                "eval_wall_hours", "eval_cpu_hours", "eval_max_rss_mb", "tokens_generated", "median_step_s")
+RATIOS = (("sdpo", "grpo"), ("sc_sdpo", "sdpo"))  # the cost table's ratio rows: numerator / denominator algorithm
 
 
 def build_cost_table(index: pd.DataFrame, training: pd.DataFrame, out_prefix: str | Path | None = None) -> pd.DataFrame:
-    """Cost per (model, method), summed over tasks and seeds: runs, wall hours, CPU hours, GPU hours, tokens
-    generated in training rollouts, and the median step time over all their steps.
+    """Measured cost per (model, method), summed over tasks and seeds, from each job's Snakemake benchmark file:
+    training wall hours, CPU hours and peak resident memory (the largest over the runs; ``benchmark_path``),
+    GPU hours (wall x ``gpus``), the same for the evaluation jobs (``eval_benchmark_path``), tokens generated in
+    training rollouts, and the median logged step time. Then per model the ratio rows SDPO / GRPO and
+    SC-SDPO / SDPO of every cost column, over the (task, seed) runs both methods have.
 
-    Wall time per run: its Snakemake benchmark (``benchmark_path`` column) if present, else the sum of
-    ``timing_s/step``. CPU hours: the benchmark's cpu_time, else wall x threads. GPU hours: wall x ``gpus``
-    (0 if unset). Tokens: sum over steps of response_length/mean x questions_per_step x group_size.
+    Tokens: sum over steps of response_length/mean x questions_per_step x group_size.
     """
     rows = []
     trained = index[index["run_dir"].notna()]
@@ -346,31 +357,65 @@ def build_cost_table(index: pd.DataFrame, training: pd.DataFrame, out_prefix: st
                          & (training["method"] == run["method"]) & (training["seed"] == run["seed"])]
         steps = steps[steps[names.STEP] > 0]
         step_times = steps[names.STEP_TIME].dropna() if names.STEP_TIME in steps else pd.Series(dtype=float)
-        wall = float(step_times.sum())
-        threads = float(run.get("threads", 1) if pd.notna(run.get("threads", 1)) else 1)
-        cpu = wall * threads
-        if isinstance(run.get("benchmark_path"), str):
-            bench = read_benchmark(run["benchmark_path"])
-            wall, cpu = bench["wall_s"], bench["cpu_s"]
+        if not isinstance(run.get("benchmark_path"), str):
+            raise ValueError(f"run {run['model']}/{run['task']}/{run['method']}/seed{run['seed']}: no benchmark_path "
+                             "(the cost table reads the Snakemake benchmark of its training job)")
+        train = read_benchmark(run["benchmark_path"])
+        evaluated = isinstance(run.get("eval_benchmark_path"), str) and isinstance(run.get("eval_dir"), str)
+        evaluation = read_benchmark(run["eval_benchmark_path"]) if evaluated else \
+            {"wall_s": math.nan, "cpu_s": math.nan, "max_rss_mb": math.nan}
         gpus = float(run.get("gpus", 0) if pd.notna(run.get("gpus", 0)) else 0)
         batch = float(run.get("questions_per_step", math.nan)) * float(run.get("group_size", math.nan))
         tokens = float((steps[names.RESPONSE_LENGTH] * batch).sum()) if names.RESPONSE_LENGTH in steps else math.nan
-        rows.append({"model": run["model"], "method": run["method"], "label": run["label"], "wall_s": wall,
-                     "cpu_s": cpu, "gpu_s": wall * gpus, "tokens": tokens, "step_times": step_times.tolist()})
+        rows.append({"model": run["model"], "task": run["task"], "seed": run["seed"], "method": run["method"],
+                     "algorithm": run["algorithm"], "ablation": bool(run.get("ablation", False)),
+                     "label": run["label"], "wall_s": train["wall_s"], "cpu_s": train["cpu_s"],
+                     "max_rss_mb": train["max_rss_mb"], "gpu_s": train["wall_s"] * gpus,
+                     "eval_wall_s": evaluation["wall_s"], "eval_cpu_s": evaluation["cpu_s"],
+                     "eval_max_rss_mb": evaluation["max_rss_mb"], "tokens": tokens, "step_times": step_times.tolist()})
     if not rows:
         raise ValueError("no training runs for the cost table")
     per_run = pd.DataFrame(rows)
-    table = per_run.groupby(["model", "method", "label"], sort=False).agg(
+    table = _cost_rows(per_run)
+    algorithms = dict(zip(trained["method"], trained["algorithm"], strict=False))
+    table = _ordered(table, {m: ALGORITHM_ORDER.get(a, len(ALGORITHM_ORDER)) for m, a in algorithms.items()})
+    ratios = []
+    for model, runs in per_run[~per_run["ablation"]].groupby("model", sort=False):
+        for top, bottom in RATIOS:
+            a, b = runs[runs["algorithm"] == top], runs[runs["algorithm"] == bottom]
+            common = set(zip(a["task"], a["seed"], strict=True)) & set(zip(b["task"], b["seed"], strict=True))
+            if not common:
+                continue
+            pick = [part[[(t, s) in common for t, s in zip(part["task"], part["seed"], strict=True)]]
+                    for part in (a, b)]
+            num, den = (_cost_rows(p).iloc[0] for p in pick)
+            ratio = {"model": model, "method": f"ratio_{top}_over_{bottom}",
+                     "label": f"{num['label']} / {den['label']}", "runs": len(common)}
+            for column in COST_COLUMNS[4:]:
+                ratio[column] = num[column] / den[column] if den[column] else math.nan
+            ratios.append(ratio)
+    if ratios:
+        table = pd.concat([table, pd.DataFrame(ratios)], ignore_index=True)
+        model_rank = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}
+        table = table.assign(_m=table["model"].map(model_rank)).sort_values("_m", kind="stable") \
+            .drop(columns="_m").reset_index(drop=True)
+    if out_prefix is not None:
+        write_cost_table(table, out_prefix)
+    return table[list(COST_COLUMNS)]
+
+
+def _cost_rows(per_run: pd.DataFrame) -> pd.DataFrame:
+    """Sum (time) and max (memory) over the runs of each (model, method)."""
+    return per_run.groupby(["model", "method", "label"], sort=False).agg(
         runs=("wall_s", "size"), wall_hours=("wall_s", lambda s: s.sum() / 3600),
-        cpu_hours=("cpu_s", lambda s: s.sum() / 3600), gpu_hours=("gpu_s", lambda s: s.sum() / 3600),
+        cpu_hours=("cpu_s", lambda s: s.sum() / 3600), max_rss_mb=("max_rss_mb", "max"),
+        gpu_hours=("gpu_s", lambda s: s.sum() / 3600),
+        eval_wall_hours=("eval_wall_s", lambda s: s.sum(min_count=1) / 3600),
+        eval_cpu_hours=("eval_cpu_s", lambda s: s.sum(min_count=1) / 3600),
+        eval_max_rss_mb=("eval_max_rss_mb", "max"),
         tokens_generated=("tokens", "sum"),
         median_step_s=("step_times", _median_of_lists),
     ).reset_index()
-    algorithms = dict(zip(trained["method"], trained["algorithm"], strict=False))
-    table = _ordered(table, {m: ALGORITHM_ORDER.get(a, len(ALGORITHM_ORDER)) for m, a in algorithms.items()})
-    if out_prefix is not None:
-        write_cost_table(table, out_prefix)
-    return table
 
 
 def _median_of_lists(lists: pd.Series) -> float:
@@ -485,13 +530,26 @@ def write_table(tidy: pd.DataFrame, out_prefix: str | Path, *, row_keys: Sequenc
 def write_cost_table(table: pd.DataFrame, out_prefix: str | Path) -> None:
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_prefix.with_suffix(".csv"), index=False)
-    shown = pd.DataFrame({
+    table[list(COST_COLUMNS)].to_csv(out_prefix.with_suffix(".csv"), index=False)
+    ratio = table["method"].str.startswith("ratio_")
+
+    def shown(column: str, fmt: str) -> list[str]:
+        return ["–" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                (f"{v:.2f}x" if is_ratio else format(v, fmt)) for v, is_ratio in zip(table[column], ratio, strict=True)]
+
+    frame = pd.DataFrame({
         "model": table["model"], "method": table["label"], "runs": table["runs"].astype(int).astype(str),
-        "wall h": table["wall_hours"].map(lambda v: f"{v:.3f}"), "CPU h": table["cpu_hours"].map(lambda v: f"{v:.3f}"),
-        "GPU h": table["gpu_hours"].map(lambda v: f"{v:.3f}"),
-        "tokens generated": table["tokens_generated"].map(lambda v: "–" if math.isnan(v) else f"{v:,.0f}"),
-        "median step s": table["median_step_s"].map(lambda v: "–" if math.isnan(v) else f"{v:.2f}"),
+        "wall h": shown("wall_hours", ".3f"), "CPU h": shown("cpu_hours", ".3f"),
+        "peak MB": shown("max_rss_mb", ",.0f"), "GPU h": shown("gpu_hours", ".3f"),
+        "eval wall h": shown("eval_wall_hours", ".3f"), "eval CPU h": shown("eval_cpu_hours", ".3f"),
+        "eval peak MB": shown("eval_max_rss_mb", ",.0f"),
+        "tokens generated": shown("tokens_generated", ",.0f"), "median step s": shown("median_step_s", ".2f"),
     })
-    out_prefix.with_suffix(".md").write_text(to_markdown(shown))
-    out_prefix.with_suffix(".tex").write_text(to_latex(shown, caption="Compute cost per method"))
+    notes = ["Measured by Snakemake (each job's benchmark: file, results/benchmarks/): wall and CPU hours summed "
+             "over the runs (tasks x seeds) of the training jobs, then of their evaluation jobs; peak MB: the largest "
+             "resident memory of one job (sampled by Snakemake, so a short peak can be missed); GPU h: training wall "
+             "x the GPUs the config gives a run. Tokens: generated in training rollouts; median step s: the logged "
+             "timing_s/step. Ratio rows (x): the same columns divided, over the runs both methods have."]
+    footer = "".join(f"\n{note}\n" for note in notes)
+    out_prefix.with_suffix(".md").write_text("**Compute cost per method**\n\n" + to_markdown(frame) + footer)
+    out_prefix.with_suffix(".tex").write_text(to_latex(frame, caption=" ".join(["Compute cost per method.", *notes])))

@@ -60,6 +60,19 @@ TOOL_RESPONSES = {
     "q2": ['Action: f\nAction Input: {"n": 1}', 'Action: f\nAction Input: {"n": 2}'],
     "q3": ['Action: g\nAction Input: ```json\n{"a": 1}\n```', 'Action: g\nAction Input: {"a": 1}'],
 }
+# Snakemake benchmark of each training job: (wall s, CPU s, max_rss MB) for seed 0; seed 1 adds 10 s, 20 s, 100 MB.
+# Every evaluation job: 30 s, 40 s, 800 MB.
+TRAIN_BENCH = {"grpo": (100, 150, 1000), "sdpo": (200, 380, 1500), "sc_sdpo": (210, 400, 1600),
+               "sc_sdpo_exp1": (205, 390, 1550), "sc_sdpo_max": (215, 410, 1650)}
+EVAL_BENCH = (30, 40, 800)
+
+
+def benchmark_tsv(wall: float, cpu: float, rss: float) -> str:
+    """A Snakemake benchmark file's text (its columns)."""
+    return ("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+            f"{wall}\t0:00:00\t{rss}\t{rss + 50}\t{rss}\t{rss}\t0.0\t0.0\t50.0\t{cpu}\n")
+
+
 TOOL_COUNTS = {"train": 10, "test": 4, "scorer": "strict", "gold_disagreements": {"test": 1, "question_ids": ["q0"]}}
 
 
@@ -110,8 +123,15 @@ def write_results(root, rename: dict[str, str] | None = None) -> dict:
                 lines = [{**line, "ground_truth": TOOL_GOLD[line["question_id"]],
                           "responses": TOOL_RESPONSES[line["question_id"]]} for line in lines]
             (eval_dir / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+            bench = root / "benchmarks" / "evaluate" / "tiny" / task / key / f"seed{seed}.tsv"
+            bench.parent.mkdir(parents=True, exist_ok=True)
+            bench.write_text(benchmark_tsv(*EVAL_BENCH))
             if method == "base":
                 continue
+            wall, cpu, rss = TRAIN_BENCH[method]
+            bench = root / "benchmarks" / "train" / "tiny" / task / key / f"seed{seed}.tsv"
+            bench.parent.mkdir(parents=True, exist_ok=True)
+            bench.write_text(benchmark_tsv(wall + 10 * seed, cpu + 20 * seed, rss + 100 * seed))
             run_dir = root / "runs" / "tiny" / task / key / f"seed{seed}"
             run_dir.mkdir(parents=True)
             config = {"method": spec["algorithm"], "exponent": spec.get("exponent", 0.5),

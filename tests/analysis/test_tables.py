@@ -173,25 +173,48 @@ def test_ablation_table_average_when_every_row_has_every_task(evals):
         {"exponent 0 (SDPO)": 0.4, "exponent 0.5, batch_mean": 0.5})
 
 
-def test_cost_table(index, training, tmp_path):
+def test_cost_table_reads_the_snakemake_benchmarks(index, training, tmp_path):
+    """conftest.TRAIN_BENCH / EVAL_BENCH: per run (wall s, CPU s, peak MB), seed 1 adds 10 s, 20 s, 100 MB."""
     table = build_cost_table(index, training, tmp_path / "cost_table")
     sc = cell(table, method="sc_sdpo")
-    # 2 tasks x seeds 0, 1: 6 steps of 2 s and 3 s -> 60 s; 2 threads; tokens sum_t (10 + t + seed) x 16
+    # 2 tasks x seeds 0, 1: wall 2 x (210 + 220) s, CPU 2 x (400 + 420) s, peak max(1600, 1700) MB
     assert sc["runs"] == 4
-    assert sc["wall_hours"] == pytest.approx(60 / 3600) and sc["cpu_hours"] == pytest.approx(120 / 3600)
-    assert sc["gpu_hours"] == 0 and sc["median_step_s"] == pytest.approx(2.5)
+    assert sc["wall_hours"] == pytest.approx(860 / 3600) and sc["cpu_hours"] == pytest.approx(1640 / 3600)
+    assert sc["max_rss_mb"] == 1700 and sc["gpu_hours"] == 0
+    assert sc["eval_wall_hours"] == pytest.approx(4 * 30 / 3600) and sc["eval_max_rss_mb"] == 800
+    # not the logged step times (6 steps of 2 s and 3 s = 60 s): those give only the median step time
+    assert sc["median_step_s"] == pytest.approx(2.5)
     assert sc["tokens_generated"] == pytest.approx(2 * (81 + 87) * 16)
-    assert "5,376" in (tmp_path / "cost_table.md").read_text()
+    # ratios over the same runs: SDPO 820 s / 1560 s / 1600 MB, GRPO 420 s / 640 s / 1100 MB
+    sdpo_grpo = cell(table, method="ratio_sdpo_over_grpo")
+    assert sdpo_grpo["label"] == "SDPO / GRPO" and sdpo_grpo["runs"] == 4
+    assert sdpo_grpo["wall_hours"] == pytest.approx(820 / 420) and sdpo_grpo["cpu_hours"] == pytest.approx(1560 / 640)
+    assert sdpo_grpo["max_rss_mb"] == pytest.approx(1600 / 1100)
+    sc_sdpo = cell(table, method="ratio_sc_sdpo_over_sdpo")
+    assert sc_sdpo["label"] == "SC-SDPO / SDPO" and sc_sdpo["wall_hours"] == pytest.approx(860 / 820)
+    assert sc_sdpo["cpu_hours"] == pytest.approx(1640 / 1560) and sc_sdpo["max_rss_mb"] == pytest.approx(1700 / 1600)
+    assert table["method"].tolist()[-2:] == ["ratio_sdpo_over_grpo", "ratio_sc_sdpo_over_sdpo"]
+    markdown = (tmp_path / "cost_table.md").read_text()
+    assert "| tiny | SDPO / GRPO | 4 | 1.95x | 2.44x | 1.45x |" in markdown and "5,376" in markdown
 
 
-def test_cost_table_prefers_the_snakemake_benchmark(index, training, tmp_path):
-    bench = tmp_path / "bench.tsv"
-    bench.write_text("s\th:m:s\tmax_rss\tcpu_time\n36.0\t0:00:36\t100\t54.0\n")
+def test_cost_ratios_use_the_runs_both_methods_have(index, training):
+    # GRPO lost its tool runs: the SDPO / GRPO ratio compares the sci runs only (SDPO 410 s / GRPO 210 s)
+    partial = index[~((index["method"] == "grpo") & (index["task"] == "tool"))]
+    ratio = cell(build_cost_table(partial, training), method="ratio_sdpo_over_grpo")
+    assert ratio["runs"] == 2 and ratio["wall_hours"] == pytest.approx(410 / 210)
+
+
+def test_cost_table_needs_the_benchmark_file(index, training, tmp_path):
     one = index[(index["method"] == "grpo") & (index["task"] == "sci") & (index["seed"] == 0)].copy()
-    one["benchmark_path"], one["gpus"] = str(bench), 1
-    row = build_cost_table(one, training).iloc[0]
-    assert row["wall_hours"] == pytest.approx(0.01) and row["cpu_hours"] == pytest.approx(0.015)
-    assert row["gpu_hours"] == pytest.approx(0.01)
+    one["benchmark_path"] = str(tmp_path / "missing.tsv")
+    with pytest.raises(FileNotFoundError, match=r"missing\.tsv: Snakemake benchmark file not found"):
+        build_cost_table(one, training)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("s\tcpu_time\n1.0\t2.0\n")
+    one["benchmark_path"] = str(bad)
+    with pytest.raises(ValueError, match=r"bad\.tsv: column 'max_rss' missing"):
+        build_cost_table(one, training)
 
 
 def test_formatting():

@@ -57,22 +57,30 @@ def method_spec(name):
     return {**config["methods"], **config["ablation"]["methods"]}[name]
 
 
+def evaluated_jobs():
+    """(model, task, method, seed) of every evaluation: each trained run plus the base model once per model x task."""
+    jobs = {(m, t, meth, s) for (m, t, meth, s) in RUNS}
+    jobs |= {(m, t, "base", 0) for m in config["models"] for t in config["tasks"]}
+    return sorted(jobs)
+
+
 def evaluated_runs():
-    """Every evaluation target: each trained run plus the base model once per model x task."""
-    outs = [
-        f"{RESULTS}/eval/{m}/{t}/{meth}/seed{s}/results.json" for (m, t, meth, s) in RUNS
-    ]
-    outs.extend(
-        f"{RESULTS}/eval/{m}/{t}/base/seed0/results.json" for m in config["models"] for t in config["tasks"]
-    )
-    return sorted(set(outs))
+    """Every evaluation target (results.json of each evaluated_jobs entry)."""
+    return [f"{RESULTS}/eval/{m}/{t}/{meth}/seed{s}/results.json" for (m, t, meth, s) in evaluated_jobs()]
 
 
 def all_outputs():
     return [
-        *expand(f"{RESULTS}/tables/{{name}}.csv", name=["main_table", "ablation_table", "cost_table"]),
+        *expand(f"{RESULTS}/tables/{{name}}.csv", name=TABLE_NAMES),
         *expand(f"{FIGURES}/{{fig}}.png", fig=FIGURE_NAMES),
     ]
+
+
+def published_file():
+    """The published numbers the tables and figure 9 compare with (reporting.published.file, relative to the repo)."""
+    from scsdpo_verl.pipeline import published_numbers_file
+
+    return str(published_numbers_file(config, workflow.basedir))
 
 
 def reference_dir_input(wildcards):

@@ -10,6 +10,8 @@ rule reference_splits:
         commit=config["reference_data"]["commit"],
     log:
         f"{RESULTS}/logs/reference_splits.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/reference_splits.tsv"
     conda:
         "../../envs/cpu.yaml"
     script:
@@ -28,6 +30,8 @@ rule task_data:
         spec=lambda wildcards: config["tasks"][wildcards.task],
     log:
         f"{RESULTS}/logs/task_data/{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/task_data/{{task}}.tsv"
     conda:
         "../../envs/cpu.yaml"
     script:

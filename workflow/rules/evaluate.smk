@@ -16,6 +16,8 @@ rule evaluate:
     threads: 1
     log:
         f"{RESULTS}/logs/evaluate/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{model}}/{{task}}/{{method}}/seed{{seed}}.tsv"
     conda:
         "../../envs/cpu.yaml" if config["evaluation"]["backend"] == "hf" else "../../envs/gpu.yaml"
     script:

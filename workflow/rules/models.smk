@@ -12,6 +12,8 @@ rule base_model:
     threads: 1
     log:
         f"{RESULTS}/logs/base_model/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/base_model/{{model}}.tsv"
     conda:
         "../../envs/cpu.yaml"
     script:

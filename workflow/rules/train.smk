@@ -18,6 +18,8 @@ if config["backend"] == "local":
         threads: 1
         log:
             f"{RESULTS}/logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.tsv"
         conda:
             "../../envs/cpu.yaml"
         script:
@@ -50,6 +52,8 @@ else:
             gpus_per_node=config["verl"]["gpus_per_node"],
         log:
             f"{RESULTS}/logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.tsv"
         conda:
             "../../envs/cpu.yaml" if config["verl"]["cpu"] else "../../envs/gpu.yaml"
         shell:
