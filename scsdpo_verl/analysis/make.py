@@ -12,7 +12,13 @@ import matplotlib.pyplot as plt
 from scsdpo_verl.analysis.budgets import best_within_budgets, budgets_from_config
 from scsdpo_verl.analysis.figures import FIGURES, make_all_figures
 from scsdpo_verl.analysis.published import published_from_config, published_path
-from scsdpo_verl.analysis.runs import eval_frame, question_frame, run_index_from_workflow, training_frame
+from scsdpo_verl.analysis.runs import (
+    eval_frame,
+    question_frame,
+    run_index_from_workflow,
+    teacher_signals,
+    training_frame,
+)
 from scsdpo_verl.analysis.scorers import build_scorer_table
 from scsdpo_verl.analysis.tables import (
     build_ablation_table,
@@ -50,7 +56,8 @@ def make_tables(config: Mapping[str, Any], results_dir: str | Path, out_dir: str
     """Write the tables (.csv, .md, .tex) into ``out_dir``; returns CSV paths (see analysis_inputs)."""
     index, training, evals, budgets, published, k = analysis_inputs(config, results_dir, published_file)
     out_dir = Path(out_dir)
-    main = build_main_table(evals, out_dir / "main_table", k=k, maj=maj, budgets=budgets, published=published)
+    main = build_main_table(evals, out_dir / "main_table", k=k, maj=maj, budgets=budgets, published=published,
+                            teacher_signals=teacher_signals(index))
     build_ablation_table(evals, out_dir / "ablation_table", k=k, maj=maj, budgets=budgets)
     build_cost_table(index, training, out_dir / "cost_table")
     build_paper_comparison(main_table_comparison(main, evals, published, k=k, maj=maj), published[0],

@@ -65,6 +65,8 @@ def make_run_index(entries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                                 ("norm_adv_by_std", names.CONFIG_NORM_ADV_BY_STD)):
             if key not in row and config_key in config:
                 row[key] = config[config_key]
+        if "teacher_signal" not in row:
+            row["teacher_signal"] = teacher_signal(row["algorithm"], config)
         # a main-grid method under a free key is named after its algorithm; an ablation variant after its key
         row["label"] = row["label"] or default_label(row["method"] if row["ablation"] else row["algorithm"])
         row["ablation"] = bool(row["ablation"])
@@ -95,6 +97,30 @@ def method_of(frame: pd.DataFrame, algorithm: str) -> str | None:
     if len(found) > 1:
         raise ValueError(f"several main-grid methods have algorithm {algorithm!r}: {found}")
     return found[0] if found else None
+
+
+def teacher_signal(algorithm: str, config: Mapping[str, Any]) -> str | None:
+    """What an SDPO-family run distils, from its recorded config: verl runs record ``teacher_signal``
+    (``topk_jsd`` or ``sampled_token``) with ``topk``/``add_tail``/``alpha``; the local trainer always uses the
+    top-k (+ tail) JSD. E.g. 'top-100 + tail JSD (alpha 0.5)'; None for GRPO and the base model."""
+    if algorithm not in ("sdpo", "sc_sdpo"):
+        return None
+    signal = config.get("teacher_signal") or "topk_jsd"
+    if signal != "topk_jsd":
+        return signal.replace("_", "-")
+    topk, tail, alpha = config.get("topk"), config.get("add_tail", True), config.get("alpha")
+    text = f"top-{topk}" if topk else "top-k"
+    text += " + tail JSD" if tail is not False else " JSD"
+    return text + (f" (alpha {alpha:g})" if isinstance(alpha, (int, float)) else "")
+
+
+def teacher_signals(index: pd.DataFrame) -> dict[str, str]:
+    """Method key -> its runs' teacher signal (several, joined with ' / ', if runs differ); SDPO family only."""
+    signals: dict[str, list[str]] = {}
+    for method, signal in zip(index["method"], index.get("teacher_signal", pd.Series(dtype=object)), strict=False):
+        if isinstance(signal, str) and signal not in signals.setdefault(method, []):
+            signals[method].append(signal)
+    return {method: " / ".join(values) for method, values in signals.items() if values}
 
 
 def default_label(method: str) -> str:

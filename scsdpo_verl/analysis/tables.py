@@ -126,13 +126,15 @@ def not_reached(evals: pd.DataFrame, metric: str, model: str, benchmark: str, co
 def build_main_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, *,
                      methods: Sequence[str] | None = None, k: int = 16, maj: str = "bootstrap",
                      budgets: pd.DataFrame | None = None,
-                     published: tuple[Published, PublishedNames] | None = None) -> pd.DataFrame:
+                     published: tuple[Published, PublishedNames] | None = None,
+                     teacher_signals: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Main table from ``eval_frame`` rows: model x method, benchmark x {final mean@k, final maj@k, best mean@k
     within each budget of ``budgets`` (budgets.best_within_budgets)} (+ average) and the per-model Δ row SC-SDPO −
     SDPO (paired over seeds); with ``published`` (numbers and the config's names for them), the "(paper)" and
     "this run − paper" rows. Writes <prefix>.csv/.md/.tex when given a prefix.
 
     ``methods``: method keys (default: the base model and the main grid's methods, found by algorithm).
+    ``teacher_signals``: method key -> what its teacher signal is (runs.teacher_signals), said below the table.
     """
     methods = list(methods) if methods is not None else main_methods(evals)
     evals = evals[evals["method"].isin(methods)]
@@ -184,6 +186,9 @@ def build_main_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, 
                  average_note(averaged)]
         if delta is not None:
             notes.append(f"Δ: {labels.get(sc_sdpo, sc_sdpo)} − {labels.get(sdpo, sdpo)}, paired by seed.")
+        if teacher_signals:
+            shown = [f"{labels.get(m, m)}: {signal}" for m, signal in teacher_signals.items() if m in labels]
+            notes.append("Teacher signal (the runs' recorded config): " + "; ".join(shown) + ".")
         if published is not None:
             notes.extend(source_notes(published[0], comparison))
         write_table(table, out_prefix, row_keys=("model", "label"), title="Main results", notes=notes)

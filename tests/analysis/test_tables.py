@@ -234,3 +234,19 @@ def test_eval_frame_reports_missing_metrics(tmp_path):
     index = make_run_index([{"model": "m", "task": "t", "method": "base", "seed": 0, "eval_dir": str(tmp_path)}])
     with pytest.raises(ValueError, match=r"results\.json: field 'metrics' missing"):
         eval_frame(index)
+
+
+def test_teacher_signal_from_the_runs_config(index, evals, tmp_path):
+    from scsdpo_verl.analysis.runs import teacher_signal, teacher_signals
+
+    # verl runs record it; the local trainer's config has topk / add_tail / alpha and always distils top-k JSD
+    assert teacher_signal("sdpo", {"teacher_signal": "sampled_token"}) == "sampled-token"
+    assert teacher_signal("sc_sdpo", {"teacher_signal": "topk_jsd", "topk": 100, "add_tail": True, "alpha": 0.5}) \
+        == "top-100 + tail JSD (alpha 0.5)"
+    assert teacher_signal("sdpo", {"topk": 20, "add_tail": False}) == "top-20 JSD"
+    assert teacher_signal("grpo", {"teacher_signal": "topk_jsd"}) is None
+    signals = teacher_signals(index)
+    assert set(signals) == {"sdpo", "sc_sdpo", "sc_sdpo_exp1", "sc_sdpo_max"} and signals["sdpo"] == "top-k + tail JSD"
+    build_main_table(evals, tmp_path / "main_table", teacher_signals=signals)
+    assert "Teacher signal (the runs' recorded config): SDPO: top-k + tail JSD; SC-SDPO: top-k + tail JSD" in \
+        (tmp_path / "main_table.md").read_text()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scsdpo_verl.pipeline import FIGURE_NAMES
+from scsdpo_verl.pipeline import FIGURE_NAMES, TABLE_NAMES
 from tests.analysis.conftest import write_results
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +56,6 @@ def test_report_has_no_docutils_messages(report):
 
 def test_report_holds_every_table_and_figure_with_its_caption(report):
     html, _ = report
-    for name in (*FIGURE_NAMES, "main_table", "ablation_table", "cost_table"):
+    for name in (*FIGURE_NAMES, *TABLE_NAMES):
         assert name in html, name
     assert "the absolute advantage summed over its samples" in html  # figure 1's caption, rendered

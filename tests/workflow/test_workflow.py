@@ -76,6 +76,20 @@ def test_paper_dry_run_shows_slurm_resources(tmp_path):
     out = proc.stdout
     assert "gpu=4" in out and "gpu_model=h100" in out and "slurm_partition=gpu" in out
     assert "reference_splits" in out
+    # issue 17's outputs: the paper comparison and scorer tables, figure 9, a benchmark file for every job
+    assert re.search(r"output: results/tables/main_table\.csv, .*results/tables/paper_comparison\.csv, "
+                     r"results/tables/tooluse_scorers\.csv", out)
+    assert "figures/fig9_paper_vs_this_run.png" in out
+    jobs = _job_counts(out)["total"]
+    assert out.count("    benchmark: results/benchmarks/") == jobs - 1  # every job but the target rule `all`
+    assert "benchmark: results/benchmarks/train/qwen3-8b/tooluse/sc_sdpo/seed0.tsv" in out
+    # verl validates before the first step and every 5 steps, and tracks as the local backend does
+    command = next(line for line in out.splitlines()
+                   if "qwen3-8b/tooluse/sc_sdpo/seed0" in line and "ray_slurm" in line)
+    for override in ("'trainer.val_before_train=true'", "'trainer.test_freq=5'",
+                     "'trainer.logger=[console,tensorboard,file]'", "'trainer.project_name=scsdpo'",
+                     "'trainer.experiment_name=qwen3-8b-tooluse-sc_sdpo-seed0'"):
+        assert override in command, override
 
 
 def _broken(tmp_path, mutate):
