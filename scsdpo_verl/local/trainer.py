@@ -384,8 +384,15 @@ def _truncate_log(path: Path, last_step: int) -> float:
 
 def open_tracker(cfg: TrainConfig, run_dir: Path):
     """verl's ``Tracking`` with the backends of ``cfg.logger``, built as verl's trainer builds it (project and
-    experiment name); TensorBoard writes to ``<run_dir>/tensorboard`` (verl reads ``TENSORBOARD_DIR``)."""
-    from verl.utils.tracking import Tracking
+    experiment name); TensorBoard writes to ``<run_dir>/tensorboard`` (verl reads ``TENSORBOARD_DIR``). None when
+    ``cfg.logger`` is empty (then verl need not be installed)."""
+    if not cfg.logger:
+        return None
+    try:
+        from verl.utils.tracking import Tracking
+    except ImportError as err:
+        raise ConfigError(f"config key 'logger' {cfg.logger} needs verl's tracking (pip install "
+                          f"'scsdpo_verl[verl]'), or set logger=[]: {err}") from err
 
     saved = os.environ.get("TENSORBOARD_DIR")
     os.environ["TENSORBOARD_DIR"] = str(run_dir / "tensorboard")
@@ -448,7 +455,8 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
         history.append(record)
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        tracker.log(data={k: v for k, v in record.items() if k != "step"}, step=record["step"])
+        if tracker is not None:
+            tracker.log(data={k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
     if start_step == 0:
         log({"step": 0, CUMULATIVE_STEP_TIME: 0.0,
@@ -479,7 +487,8 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
         if on_step_end is not None:
             on_step_end(step, metrics)
     bar.close()
-    tracker.finish()  # (after an exception, verl's Tracking finishes itself when collected)
+    if tracker is not None:
+        tracker.finish()  # (after an exception, verl's Tracking finishes itself when collected)
     if not history and log_path.is_file():  # resumed after the last checkpoint: the log holds the final record
         history = [json.loads(line) for line in log_path.read_text().splitlines() if line]
     summary = {"run_dir": str(run_dir), "steps": cfg.total_steps, "final": history[-1] if history else {},
