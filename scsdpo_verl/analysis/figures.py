@@ -637,7 +637,8 @@ def fig9_paper_vs_this_run(comparison: pd.DataFrame, out_prefix: str | Path | No
                                  "(reporting.published in the workflow config)")
             axes[0, 0].set_axis_off()
             return _finish(fig, out_prefix)
-        rows = comparison.sort_values("secondary", kind="stable").drop_duplicates(
+        rows = comparison[comparison["compared_with"] != ""]
+        rows = rows.sort_values("secondary", kind="stable").drop_duplicates(
             ["model", "algorithm", "benchmark", "compared_with"], keep="first")
         rows = rows.assign(panel=np.where(rows["algorithm"] == DELTA, "gain over SDPO", rows["compared_with"]))
         models = list(dict.fromkeys(rows["model"]))

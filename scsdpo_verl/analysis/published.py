@@ -8,8 +8,10 @@ and task keys onto the file's model and benchmark names; what is not mapped is n
 ``compare_with_published(table, ...)`` pairs every mapped published value with this run's cell of the main table
 (tables.build_main_table's tidy frame): same model, method (by algorithm; ``delta_sc_sdpo_minus_sdpo`` is the Δ
 row), benchmark ("average" with the table's average) and the column of the same protocol: the best-within-budget
-column of that budget when the config has it and the row has a value there, otherwise the final checkpoint's
-mean@k or maj@k (the row ``compared_with`` says which). ``difference`` = this run - paper, in accuracy units.
+column of the same budget, or the final checkpoint's mean@k or maj@k for a value whose source states no budget
+(``compared_with`` names it). A value measured under a budget this config does not report is listed but not
+compared (``compared_with`` ""): comparing it with another column would compare two protocols.
+``difference`` = this run - paper, in accuracy units.
 """
 
 from __future__ import annotations
@@ -167,15 +169,11 @@ def compare_with_published(table: pd.DataFrame, published: Published, mapping: P
             method = roles.get(entry["method"])
             kind = _METRIC.match(entry["metric"])["kind"]
             for benchmark in benchmarks:
-                compared, ours = final_metrics[kind], None
-                if entry["budget"] and kind == "mean" and method is not None:
-                    for metric in budget_metrics:
-                        if metric.endswith(f"≤ {entry['budget']}"):
-                            found = _cell(table, model, method, benchmark, metric)
-                            if found is not None and not math.isnan(found["mean"]):
-                                compared, ours = metric, found
-                if ours is None and method is not None:
-                    ours = _cell(table, model, method, benchmark, compared)
+                # the column of the same protocol: the budget's, or the final checkpoint when the source states none;
+                # a budget this config does not report leaves the value uncompared (compared_with "")
+                compared = final_metrics[kind] if not entry["budget"] else next(
+                    (m for m in budget_metrics if m.endswith(f"≤ {entry['budget']}") and kind == "mean"), "")
+                ours = _cell(table, model, method, benchmark, compared) if method is not None and compared else None
                 this_run = float(ours["mean"]) if ours is not None else math.nan
                 rows.append({
                     "model": model, "published_model": published_model, "method": method,
@@ -196,6 +194,7 @@ def paper_rows(comparison: pd.DataFrame, order: Sequence[str] = COMPARED) -> lis
     """Main-table rows from a comparison: per method, "<label> (paper)" with the published values in the columns
     they are compared with (a primary source's value where there is one, else the secondary's, marked †), and
     "<label>: this run − paper" with the difference (± this run's interval)."""
+    comparison = comparison[comparison["compared_with"] != ""]
     if comparison.empty:
         return []
     chosen = (comparison.sort_values("secondary", kind="stable")
@@ -222,14 +221,20 @@ def source_notes(published: Published, comparison: pd.DataFrame) -> list[str]:
     """Footer lines: what the (paper) rows are, and each source used, with its citation (secondary marked †)."""
     if comparison.empty:
         return []
-    notes = ["(paper) rows: published numbers, each in the column of this run it is compared with (the "
-             "best-within-budget column of the source's budget when this config has it, else the final checkpoint); "
-             "'this run − paper': this run's mean minus the published value, ± this run's interval. Where sources "
-             f"disagree the primary one is shown; {published.path.name} and paper_comparison.csv hold them all."]
+    notes = ["(paper) rows: published numbers, each in the column of this run measured the same way (the "
+             "best-within-budget column of the source's budget; the final checkpoint where the source states no "
+             "budget); 'this run − paper': this run's mean minus the published value, ± this run's interval. Where "
+             f"sources disagree the primary one is shown; {published.path.name} and paper_comparison.csv hold them "
+             "all."]
+    uncompared = sorted(set(comparison[comparison["compared_with"] == ""]["budget"]))
+    if uncompared:
+        notes.append(f"Not compared: the published values measured within {', '.join(uncompared)} (this config "
+                     "reports no such budget; reporting.budgets).")
     for source in dict.fromkeys(comparison["source"]):
         info = published.sources[source]
         mark = "† secondary: " if info["secondary"] else ""
-        columns = ", ".join(dict.fromkeys(comparison[comparison["source"] == source]["compared_with"]))
+        used = dict.fromkeys(comparison[comparison["source"] == source]["compared_with"])
+        columns = ", ".join(c for c in used if c) or "nothing (see above)"
         notes.append(f"{mark}{source}: {' '.join(info['citation'].split())} ({info['where']}); compared with: "
                      f"{columns}.")
     return notes

@@ -222,7 +222,7 @@ def build_paper_comparison(comparison: pd.DataFrame, published: Published, out_p
         "paper": [format_cell(v, math.nan) for v in comparison["paper"]],
         "this run": [format_cell(m, h, std=sd) for m, h, sd in
                      zip(comparison["this_run"], comparison["half_width"], comparison["std"], strict=True)],
-        "compared with": [display_metric(m) for m in comparison["compared_with"]],
+        "compared with": [display_metric(m) if m else "not compared" for m in comparison["compared_with"]],
         "this run − paper": [format_cell(d, math.nan, signed=True) for d in comparison["difference"]],
     })
     notes = ["Accuracy in %; this run: mean over seeds ± the half-width of the 95% t-interval (sd: standard "
@@ -552,8 +552,10 @@ def write_cost_table(table: pd.DataFrame, out_prefix: str | Path) -> None:
     })
     notes = ["Measured by Snakemake (each job's benchmark: file, results/benchmarks/): wall and CPU hours summed "
              "over the runs (tasks x seeds) of the training jobs, then of their evaluation jobs; peak MB: the largest "
-             "resident memory of one job (sampled by Snakemake, so a short peak can be missed); GPU h: training wall "
-             "x the GPUs the config gives a run. Tokens: generated in training rollouts; median step s: the logged "
+             "resident memory of one job; GPU h: training wall x the GPUs the config gives a run. Snakemake samples "
+             "CPU time and memory every second for 30 s, then every 30 s: a job's last seconds of CPU time and a "
+             "short memory peak can be missed (negligible for hour-long jobs, not for the CPU configs' short ones, "
+             "whose CPU hours are a lower bound). Tokens: generated in training rollouts; median step s: the logged "
              "timing_s/step. Ratio rows (x): the same columns divided, over the runs both methods have."]
     footer = "".join(f"\n{note}\n" for note in notes)
     out_prefix.with_suffix(".md").write_text("**Compute cost per method**\n\n" + to_markdown(frame) + footer)
