@@ -49,12 +49,12 @@ pytestmark = pytest.mark.slow
 # Which outputs are deterministic (found by comparing a local and a SLURM run): all of them, data, base model,
 # checkpoints, metrics, evaluations and tables, except what measures the clock (step times, the cost table's hours)
 # and the trainer's `resume` flag in a run's config.yaml. Keys/columns whose name contains one of these are ignored:
-VOLATILE_KEY_PARTS = ("time", "timing", "date", "duration", "elapsed", "seconds", "hours", "host", "pid")
+VOLATILE_KEY_PARTS = ("time", "timing", "date", "duration", "elapsed", "seconds", "hours", "host", "pid", "rss")
 VOLATILE_KEY_SUFFIXES = ("_s",)  # e.g. the cost table's median_step_s
 RUN_MODE_KEYS = ("resume", "progress_bar")  # how a run was started, not what it computed (as prepare_run_dir)
-# not compared: rendered figures (embed software metadata and dates), and the cost table's text renderings (its
-# CSV is compared without the clock columns)
-UNCOMPARED_SUFFIXES = (".png", ".pdf", ".log", ".html")
+# not compared: rendered figures (embed software metadata and dates), Snakemake's benchmark files (measured times
+# and memory), and the cost table's text renderings (its CSV is compared without the clock and memory columns)
+UNCOMPARED_SUFFIXES = (".png", ".pdf", ".log", ".html", ".tsv")
 UNCOMPARED_FILES = ("results/tables/cost_table.md", "results/tables/cost_table.tex")
 
 
@@ -214,12 +214,15 @@ def same_content(a: Path, b: Path, root_a: Path | None = None, root_b: Path | No
 
 def output_files(workdir: Path) -> set[str]:
     """Relative paths of every file the DAG wrote under results/ and figures/ (logs excluded; an HTML report
-    written by `snakemake --report` afterwards is not a DAG output)."""
+    written by `snakemake --report` afterwards is not a DAG output). A run's TensorBoard event files are named by
+    time, host and pid (one per launch): they count as one entry, ``<run>/tensorboard/<events>``."""
     found = set()
     for top in ("results", "figures"):
         for path in (workdir / top).rglob("*"):
             relative = path.relative_to(workdir).as_posix()
             if path.is_file() and not relative.startswith("results/logs/") and path.suffix != ".html":
+                if path.parent.name == "tensorboard" and path.name.startswith("events.out.tfevents."):
+                    relative = f"{path.parent.relative_to(workdir).as_posix()}/<events>"
                 found.add(relative)
     return found
 
@@ -235,7 +238,8 @@ def test_results_match_the_local_run(slurm_run: SlurmRun, smoke_local_run):
     local_dir = smoke_local_run[0]
     local_files, slurm_files = output_files(local_dir), output_files(slurm_run.workdir)
     assert slurm_files == local_files, (sorted(slurm_files - local_files), sorted(local_files - slurm_files))
-    compared = sorted(f for f in local_files if not f.endswith(UNCOMPARED_SUFFIXES) and f not in UNCOMPARED_FILES)
+    compared = sorted(f for f in local_files if not f.endswith((*UNCOMPARED_SUFFIXES, "<events>"))
+                      and f not in UNCOMPARED_FILES)
     different = [f for f in compared
                  if not same_content(local_dir / f, slurm_run.workdir / f, local_dir, slurm_run.workdir)]
     assert not different, f"differ between the local and the SLURM run: {different}"

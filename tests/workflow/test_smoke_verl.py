@@ -70,3 +70,34 @@ def test_evaluation_tables_and_figures_cover_every_verl_run(verl_dag):
     assert {"base", "grpo", "sdpo", "sc_sdpo"} <= set(main["method"])
     for name in FIGURE_NAMES:
         assert (verl_dag / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_verl_runs_track_to_tensorboard_and_the_tables_read_budgets_and_benchmarks(verl_dag):
+    """The tracking section drives verl's trainer.logger too (TensorBoard event files in each run directory via
+    TENSORBOARD_DIR); finish-verl-run adds the cumulative step time; the budget columns (steps 1, 2) and the cost
+    table (Snakemake benchmarks) cover the verl runs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    main = pd.read_csv(verl_dag / "results/tables/main_table.csv")
+    cost = pd.read_csv(verl_dag / "results/tables/cost_table.csv").set_index("method")
+    for method in ("grpo", "sdpo", "sc_sdpo"):
+        run = verl_dag / RUNS / method / "seed0"
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        running = [0.0]
+        for record in records[1:]:
+            running.append(running[-1] + record["timing_s/step"])
+        assert [r["timing_s/step_cumulative"] for r in records] == pytest.approx(running)
+        events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        val = {e.step: e.value for e in events.Scalars("val-core/synthetic_science/acc/mean@2")}
+        assert val == pytest.approx({r["step"]: r["val-core/synthetic_science/acc/mean@2"] for r in records})
+        for budget, steps in (("1 step", 1), ("2 steps", 2)):
+            cell = main[(main["method"] == method) & (main["metric"] == f"best mean@2 ≤ {budget}")
+                        & (main["benchmark"] == "synthetic_science")]
+            best = max(r["val-core/synthetic_science/acc/mean@2"] for r in records if r["step"] <= steps)
+            assert cell["mean"].iloc[0] == pytest.approx(best)
+        bench = pd.read_csv(verl_dag / "results/benchmarks/train/qwen3-tiny/synthetic_science" / method / "seed0.tsv",
+                            sep="\t")
+        assert cost.loc[method, "wall_hours"] == pytest.approx(bench["s"].iloc[0] / 3600, rel=1e-6)
+        assert cost.loc[method, "max_rss_mb"] == pytest.approx(bench["max_rss"].iloc[0])
+    assert {"ratio_sdpo_over_grpo", "ratio_sc_sdpo_over_sdpo"} <= set(cost.index)
