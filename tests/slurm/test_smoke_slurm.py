@@ -326,3 +326,27 @@ def test_nothing_half_written_and_nothing_left_to_do(slurm_run: SlurmRun):
         cwd=REPO, env=cluster_env(), capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "Nothing to be done" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]
+
+
+def test_the_comparison_ignores_what_differs_by_clock_machine_or_launch(tmp_path):
+    """Without a cluster: TensorBoard event files (named by time, host and pid; a resumed run has two) count as one
+    entry per run; benchmark TSVs are listed but not compared; the cost table's time and memory columns are
+    ignored."""
+    roots = [tmp_path / "local", tmp_path / "slurm"]
+    for root, names in zip(roots, (["events.out.tfevents.1.a.1.0"], ["events.out.tfevents.2.b.7.0",
+                                                                     "events.out.tfevents.3.b.9.0"]), strict=True):
+        board = root / "results/runs/m/t/sdpo/seed0/tensorboard"
+        board.mkdir(parents=True)
+        for name in names:
+            (board / name).write_bytes(name.encode())
+        (root / "results/benchmarks/train").mkdir(parents=True)
+        (root / "results/benchmarks/train/x.tsv").write_text(f"s\tmax_rss\n{len(names)}\t{100 * len(names)}\n")
+        (root / "results/tables").mkdir(parents=True)
+        (root / "results/tables/cost_table.csv").write_text(
+            f"model,method,runs,wall_hours,max_rss_mb,eval_max_rss_mb,tokens_generated,median_step_s\n"
+            f"m,sdpo,2,{len(names)},{700 + len(names)},{400 * len(names)},862,{len(names)}\n")
+    files = [output_files(root) for root in roots]
+    assert files[0] == files[1] == {"results/runs/m/t/sdpo/seed0/tensorboard/<events>",
+                                    "results/benchmarks/train/x.tsv", "results/tables/cost_table.csv"}
+    assert "results/benchmarks/train/x.tsv".endswith(UNCOMPARED_SUFFIXES)
+    assert same_content(*(root / "results/tables/cost_table.csv" for root in roots))
