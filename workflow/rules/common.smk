@@ -124,6 +124,8 @@ def verl_overrides(wildcards):
     if spec["algorithm"] == "sc_sdpo":
         overrides.append(f"{policy_loss}.sc_exponent={spec.get('exponent', 0.5)}")
         overrides.append(f"{policy_loss}.sc_normalize={spec.get('normalize', 'batch_mean')}")
+    # the evaluation before the first step, as the local backend's (the budget columns count it); a user override wins
+    overrides.append("trainer.val_before_train=true")
     # tracking as in the local backend (trainer.logger from the config's tracking section, + verl's file logger)
     overrides.extend(
         verl_tracking_overrides(
