@@ -132,6 +132,24 @@ def test_effective_train_config_sets_method_and_sdpo_exponent_zero(tmp_path):
     assert e1["method"] == "sc_sdpo" and e1["exponent"] == 1.0 and e1["seed"] == 1
 
 
+def test_published_names_are_checked_against_the_config_and_the_file(tmp_path):
+    from scsdpo_verl.pipeline import check_published_names
+
+    repo = Path(__file__).resolve().parents[1]
+    good = {**_config(), "reporting": {"published": {"models": {"qwen3-tiny": "Qwen3-8B"},
+                                                     "benchmarks": {"synthetic_science": "Chemistry"}}}}
+    check_published_names(good, repo)
+    for change, message in (
+        ({"models": {"qwen3-tiny": "Qwen9"}}, "reporting.published.models.qwen3-tiny: 'Qwen9' is not in"),
+        ({"models": {"gpt": "Qwen3-8B"}}, "reporting.published.models.gpt: not a key of the config's models"),
+        ({"benchmarks": {"chem": "Chemistry"}}, "reporting.published.benchmarks.chem: not a key of the config's tasks"),
+        ({"file": "nowhere.yaml", "models": {}}, "reporting.published.file: .*nowhere.yaml not found"),
+    ):
+        bad = {**good, "reporting": {"published": {**good["reporting"]["published"], **change}}}
+        with pytest.raises(ConfigProblem, match=message):
+            check_published_names(bad, repo)
+
+
 def test_one_tracking_section_drives_both_backends(tmp_path):
     from scsdpo_verl.pipeline import verl_tracking_overrides
 

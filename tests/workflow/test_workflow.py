@@ -149,6 +149,11 @@ def test_config_overrides_merge_with_the_default(tmp_path, overrides, expected):
         ("train={total_steps: 0}", "train.total_steps: 0 is less than the minimum of 1"),
         ("base_model={bf16: perhaps}", "base_model.bf16: 'perhaps' is not of type 'boolean'"),
         ("methods={scsdpo: {algorithm: sc_sdpo}}", "methods: scsdpo, sc_sdpo all have algorithm 'sc_sdpo'"),
+        ("reporting={budgets: {unit: days, values: [1]}}", "reporting.budgets.unit: 'days' is not one of"),
+        ("reporting={published: {models: {qwen3-tiny: GPT-5}}}",
+         "reporting.published.models.qwen3-tiny: 'GPT-5' is not in"),
+        ("tasks={synthetic_science: {kind: synthetic_science, scorer: reference}}",
+         "tasks.synthetic_science.scorer: applies to tool-use tasks only"),
     ],
 )
 def test_bad_overrides_fail_naming_the_key(tmp_path, override, message):
