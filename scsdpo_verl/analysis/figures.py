@@ -655,6 +655,7 @@ def fig9_paper_vs_this_run(comparison: pd.DataFrame, out_prefix: str | Path | No
                 benchmarks += ["average"] if "average" in set(part["benchmark"]) else []
                 present = [a for a in algorithms if a in set(part["algorithm"])]
                 width = 0.8 / max(1, 2 * len(present))
+                heights = [0.0, *(100 * part["paper"]), *(100 * part["this_run"].dropna())]
                 for b, algorithm in enumerate(present):
                     for t, benchmark in enumerate(benchmarks):
                         cell = part[(part["algorithm"] == algorithm) & (part["benchmark"] == benchmark)]
@@ -673,9 +674,11 @@ def fig9_paper_vs_this_run(comparison: pd.DataFrame, out_prefix: str | Path | No
                                       gid=f"interval:{tag}")
                         if not math.isnan(cell["difference"]):
                             top = 100 * max(cell["paper"], cell["this_run"], 0.0)
-                            ax.text(x + width / 2, top + 1.0, f"{100 * cell['difference']:+.1f}", ha="center",
+                            ax.text(x + width / 2, top, f"{100 * cell['difference']:+.1f}", ha="center",
                                     va="bottom", fontsize=6, rotation=90, gid=f"difference:{tag}")
                 ax.axhline(0.0, color="0.3", linewidth=0.8)
+                span = max(heights) - min(heights) or 1.0
+                ax.set_ylim(min(heights) - 0.05 * span, max(heights) + 0.3 * span)  # room for the differences
                 labels = [part[part["benchmark"] == b]["published_benchmark"].iloc[0] for b in benchmarks]
                 ax.set_xticks(np.arange(len(benchmarks)), labels, rotation=20)
                 ax.set_ylabel("gain (points)" if panel == "gain over SDPO" else "accuracy (%)")
