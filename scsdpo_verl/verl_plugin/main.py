@@ -24,6 +24,9 @@ from collections.abc import Sequence
 
 PLUGIN_ENV = "VERL_USE_EXTERNAL_PLUGINS"
 PLATFORM_ENV = "VERL_PLATFORM"  # verl's own platform override; "cpu" selects the plugin's CPU platform
+# where verl's file and TensorBoard loggers write: read inside the TaskRunner actor, which on a multi-node cluster
+# started by `ray start` does not inherit the launcher's environment
+FORWARDED_VERL_ENV = ("VERL_FILE_LOGGER_PATH", "VERL_FILE_LOGGER_ROOT", "TENSORBOARD_DIR")
 
 
 def enable_plugin_env(plugin_name: str = "scsdpo") -> None:
@@ -75,8 +78,11 @@ def check_in_ray_worker() -> dict[str, bool]:
             ray.shutdown()
 
 
-def prepare_config(config_name: str, overrides: Sequence[str]):
+def prepare_config(config_name: str, overrides: Sequence[str], check_paths: bool = True):
     """Composed, key-checked config with the plugin variables forwarded to Ray's runtime_env.
+
+    ``check_paths`` refuses a missing model directory, data or reward file and an unregistered rollout name
+    (off for ``--check``, which checks registration and keys with placeholder paths).
 
     In CPU mode (``VERL_PLATFORM=cpu``) the CPU overrides come first (a user's override wins) and the result is
     checked for what CPU mode needs, naming the key."""
@@ -90,10 +96,12 @@ def prepare_config(config_name: str, overrides: Sequence[str]):
     check_known_keys(config, config_name)
     check_dataclasses(config)
     check_platform_config(config)
-    check_inputs(config)
-    # the plugin's switches reach every Ray process: the plugin list, CPU mode, and the project's SCSDPO_* variables
+    if check_paths:
+        check_inputs(config)
+    # the plugin's switches reach every Ray process: the plugin list, CPU mode, the loggers' paths, SCSDPO_* variables
     forwarded = {PLUGIN_ENV: os.environ[PLUGIN_ENV]}
-    forwarded.update({name: value for name, value in os.environ.items() if name.startswith("SCSDPO_")})
+    forwarded.update({name: value for name, value in os.environ.items()
+                      if name.startswith("SCSDPO_") or name in FORWARDED_VERL_ENV})
     if cpu_mode:
         forwarded[PLATFORM_ENV] = os.environ[PLATFORM_ENV]
     with open_dict(config):
@@ -135,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_cpu_mode()
     enable_plugin_env()
     print(f"[scsdpo] registered in driver: {assert_registered()}")
-    config = prepare_config(args.config_name, args.overrides)
+    config = prepare_config(args.config_name, args.overrides, check_paths=not args.check)
     if args.check:
         worker_status = check_in_ray_worker()
         print(f"[scsdpo] registered in a Ray worker: {worker_status}")

@@ -111,3 +111,18 @@ def test_launcher_refuses_missing_inputs_naming_the_key(tmp_path, monkeypatch):
     for overrides, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
             prepare_config("sdpo", overrides)
+
+
+def test_launcher_forwards_the_plugin_and_logger_variables_to_ray(tmp_path, monkeypatch):
+    from scsdpo_verl.verl_plugin.main import enable_plugin_env, prepare_config
+
+    for name, value in {"VERL_FILE_LOGGER_PATH": "/runs/a/verl_metrics.1.jsonl", "TENSORBOARD_DIR": "/runs/a/tb",
+                        "SCSDPO_CRASH_AFTER_SAVE": "1", "UNRELATED": "x"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("VERL_USE_EXTERNAL_PLUGINS", raising=False)
+    enable_plugin_env()
+    config = prepare_config("sdpo", ["actor_rollout_ref.model.path=Qwen/Qwen3-8B"], check_paths=False)
+    env_vars = dict(config.ray_kwargs.ray_init.runtime_env.env_vars)
+    assert env_vars["VERL_FILE_LOGGER_PATH"] == "/runs/a/verl_metrics.1.jsonl"
+    assert env_vars["TENSORBOARD_DIR"] == "/runs/a/tb" and env_vars["SCSDPO_CRASH_AFTER_SAVE"] == "1"
+    assert env_vars["VERL_USE_EXTERNAL_PLUGINS"] == "scsdpo" and "UNRELATED" not in env_vars
