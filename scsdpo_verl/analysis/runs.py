@@ -108,9 +108,11 @@ def teacher_signal(algorithm: str, config: Mapping[str, Any]) -> str | None:
     signal = config.get("teacher_signal") or "topk_jsd"
     if signal != "topk_jsd":
         return signal.replace("_", "-")
-    topk, tail, alpha = config.get("topk"), config.get("add_tail", True), config.get("alpha")
-    text = f"top-{topk}" if topk else "top-k"
-    text += " + tail JSD" if tail is not False else " JSD"
+    topk, tail, alpha = config.get("topk", 100), config.get("add_tail", True), config.get("alpha")
+    if topk is None:  # the whole vocabulary: no tail bucket
+        text = "full-vocabulary JSD"
+    else:
+        text = f"top-{topk}" + (" + tail JSD" if tail is not False else " JSD")
     return text + (f" (alpha {alpha:g})" if isinstance(alpha, (int, float)) else "")
 
 

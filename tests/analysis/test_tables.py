@@ -245,6 +245,7 @@ def test_teacher_signal_from_the_runs_config(index, evals, tmp_path):
         == "top-100 + tail JSD (alpha 0.5)"
     assert teacher_signal("sdpo", {"topk": 20, "add_tail": False}) == "top-20 JSD"
     assert teacher_signal("grpo", {"teacher_signal": "topk_jsd"}) is None
+    assert teacher_signal("sdpo", {"teacher_signal": "topk_jsd", "topk": None}) == "full-vocabulary JSD"
     signals = teacher_signals(index)
     assert set(signals) == {"sdpo", "sc_sdpo", "sc_sdpo_exp1", "sc_sdpo_max"} and signals["sdpo"] == "top-k + tail JSD"
     build_main_table(evals, tmp_path / "main_table", teacher_signals=signals)
