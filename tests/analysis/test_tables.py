@@ -247,7 +247,9 @@ def test_teacher_signal_from_the_runs_config(index, evals, tmp_path):
     assert teacher_signal("grpo", {"teacher_signal": "topk_jsd"}) is None
     assert teacher_signal("sdpo", {"teacher_signal": "topk_jsd", "topk": None}) == "full-vocabulary JSD"
     signals = teacher_signals(index)
-    assert set(signals) == {"sdpo", "sc_sdpo", "sc_sdpo_exp1", "sc_sdpo_max"} and signals["sdpo"] == "top-k + tail JSD"
+    # (no topk recorded: the trainers' default, 100)
+    assert set(signals) == {"sdpo", "sc_sdpo", "sc_sdpo_exp1", "sc_sdpo_max"}
+    assert signals["sdpo"] == "top-100 + tail JSD"
     build_main_table(evals, tmp_path / "main_table", teacher_signals=signals)
-    assert "Teacher signal (the runs' recorded config): SDPO: top-k + tail JSD; SC-SDPO: top-k + tail JSD" in \
+    assert "Teacher signal (the runs' recorded config): SDPO: top-100 + tail JSD; SC-SDPO: top-100 + tail JSD" in \
         (tmp_path / "main_table.md").read_text()
