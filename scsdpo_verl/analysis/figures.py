@@ -390,7 +390,7 @@ def fig4_curriculum(training: pd.DataFrame, out_prefix: str | Path | None = None
                 ax.grid(False)
                 ax.set_xlabel("training step")
                 ax.set_ylabel("pass rate p̂")
-                ax.set_title(f"{styles[method].label}: {model} / {task}")
+                ax.set_title(f"{styles[method].label}\n{model} / {task}", fontsize="medium")
         if mesh is not None:
             fig.colorbar(mesh, ax=axes, label="share of questions", shrink=0.8)
     return _finish(fig, out_prefix)
@@ -443,7 +443,7 @@ def fig5_weight_share(training: pd.DataFrame, out_prefix: str | Path | None = No
                 ax.grid(False)
                 ax.set_xlabel("training step")
                 ax.set_ylabel("share of loss weight")
-                ax.set_title(f"{styles[method].label}: {model} / {task}")
+                ax.set_title(f"{styles[method].label}\n{model} / {task}", fontsize="medium")
         handles = [Patch(facecolor=colors[k], label=f"p̂ = {k}/{n}") for k in range(n + 1)]
         if marked:
             handles.append(Patch(facecolor="none", edgecolor="0.6", hatch="///", label="no sample with weight"))

@@ -247,7 +247,7 @@ def test_fig4_question_shares_are_the_histograms(training):
     axes = panels(fig)
     assert len(axes) == 6 and len(fig.axes) == 7  # (sci, tool) x (GRPO, SDPO, SC-SDPO) + the colour bar
     assert {ax.get_ylabel() for ax in axes} == {"pass rate p̂"}
-    assert [ax.get_title() for ax in axes[:3]] == ["GRPO: tiny / sci", "SDPO: tiny / sci", "SC-SDPO: tiny / sci"]
+    assert [ax.get_title() for ax in axes[:3]] == ["GRPO\ntiny / sci", "SDPO\ntiny / sci", "SC-SDPO\ntiny / sci"]
     expected = np.array(HISTOGRAMS, dtype=float).T / 4  # [k, step]: share of the step's 4 questions
     for ax in axes:
         (mesh,) = [c for c in ax.collections if c.get_gid() == "share:question_share"]
@@ -287,7 +287,7 @@ def _shares(hist, algorithm: str) -> list[float] | None:
 def test_fig5_shares_of_the_weight_sum_to_one_and_steps_without_weight_are_marked():
     fig = F.fig5_weight_share(_fig5_training())
     axes = panels(fig)
-    assert [ax.get_title() for ax in axes] == ["SDPO: m / tool", "SC-SDPO: m / tool"]
+    assert [ax.get_title() for ax in axes] == ["SDPO\nm / tool", "SC-SDPO\nm / tool"]
     for ax, algorithm in zip(axes, ("sdpo", "sc_sdpo"), strict=True):
         expected, marked = {}, []
         for step in (1, 2, 3):
@@ -314,7 +314,7 @@ def test_fig5_shares_of_the_weight_sum_to_one_and_steps_without_weight_are_marke
 def test_fig5_on_the_fixture_logs(training):
     fig = F.fig5_weight_share(training)
     axes = panels(fig)
-    assert len(axes) == 4 and [ax.get_title() for ax in axes[:2]] == ["SDPO: tiny / sci", "SC-SDPO: tiny / sci"]
+    assert len(axes) == 4 and [ax.get_title() for ax in axes[:2]] == ["SDPO\ntiny / sci", "SC-SDPO\ntiny / sci"]
     assert legend_texts(fig.legends[0]) == [f"p̂ = {k}/4" for k in range(5)]
     for step, hist in enumerate(HISTOGRAMS, start=1):
         assert bar_heights(axes[1], "share:2")[step] == pytest.approx(_shares(hist, "sc_sdpo")[2])
