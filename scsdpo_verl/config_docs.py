@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from scsdpo_verl.pipeline import resolve_schema_ref
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 README = REPO / "config" / "README.md"
@@ -41,17 +43,8 @@ schema.
 """
 
 
-def _resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
-    while "$ref" in node:
-        target: Any = root
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
 def _type(node: Mapping[str, Any], root: Mapping[str, Any]) -> str:
-    node = _resolve(node, root)
+    node = resolve_schema_ref(node, root)
     if "enum" in node:
         return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
     kind = node.get("type")
@@ -62,7 +55,7 @@ def _type(node: Mapping[str, Any], root: Mapping[str, Any]) -> str:
         return f"list of {_type(items, root)}" if items else "list"
     extra = node.get("additionalProperties")
     if kind == "object" and isinstance(extra, Mapping) and not node.get("properties"):
-        extra = _resolve(extra, root)
+        extra = resolve_schema_ref(extra, root)
         return "mapping `<name>` → " + ("object (keys below)" if extra.get("properties") else _type(extra, root))
     return kind or "any"
 
@@ -89,14 +82,14 @@ def schema_keys(schema: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, A
     The values of a ``<name>`` mapping are described by the mapping itself; their own keys are listed."""
 
     def walk(node: Mapping[str, Any], path: str, required: bool) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
-        node = _resolve(node, schema)
+        node = resolve_schema_ref(node, schema)
         if path:
             yield path, node, required
         for key, child in node.get("properties", {}).items():
             yield from walk(child, f"{path}.{key}" if path else key, key in node.get("required", []))
         extra = node.get("additionalProperties")
         if isinstance(extra, Mapping):
-            extra = _resolve(extra, schema)
+            extra = resolve_schema_ref(extra, schema)
             if extra.get("properties"):  # a mapping of objects: list their keys
                 for key, child in extra["properties"].items():
                     yield from walk(child, f"{path}.<name>.{key}", key in extra.get("required", []))
@@ -128,7 +121,7 @@ def render(schema: Mapping[str, Any]) -> str:
     """The text of config/README.md."""
     lines = [INTRO]
     for section, node in schema["properties"].items():
-        node = _resolve(node, schema)
+        node = resolve_schema_ref(node, schema)
         lines.append(f"## `{section}`\n")
         required = " (required)" if section in schema.get("required", []) else ""
         lines.append(" ".join(str(node.get("description", "")).split()) + required + "\n")

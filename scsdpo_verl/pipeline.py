@@ -44,7 +44,7 @@ _INTEGER = re.compile(r"[-+]?\d+")
 _TRUE, _FALSE, _NULL = ("true", "yes", "on"), ("false", "no", "off"), ("null", "none", "~", "")
 
 
-def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+def resolve_schema_ref(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
     """Follow local ``$ref`` pointers (``#/definitions/x``) of the config schema."""
     while "$ref" in schema:
         node: Any = root
@@ -95,7 +95,7 @@ def coerce_to_schema(value: Any, schema: Mapping[str, Any] | None, root: Mapping
     """
     if schema is None:
         return value
-    schema = _resolve(schema, root)
+    schema = resolve_schema_ref(schema, root)
     if isinstance(value, Mapping):
         properties = schema.get("properties", {})
         extra = schema.get("additionalProperties")
