@@ -89,6 +89,17 @@ def test_known_extra_policy_loss_key_is_accepted(base):
     assert check_dataclasses(config)["actor_rollout_ref.actor"].policy_loss.alpha == 1.0
 
 
+def test_ray_init_is_free_form_and_target_dataclass_fields_are_known(base):
+    """CPU mode's keys: ray.init arguments verl's YAML does not list, FSDP's mixed_precision (a field of
+    FSDPEngineConfig that verl's YAML leaves out); a misspelled field of the same section still fails."""
+    ok = [MODEL, "+ray_kwargs.ray_init.num_gpus=2", "+ray_kwargs.ray_init.object_store_memory=1000000",
+          "++actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32}"]
+    check_known_keys(compose_config("sdpo", ok), "sdpo", base)
+    bad = compose_config("sdpo", [MODEL, "+actor_rollout_ref.actor.fsdp_config.mixed_precisoin=fp32"])
+    with pytest.raises(ValueError, match=r"fsdp_config\.mixed_precisoin"):
+        check_known_keys(bad, "sdpo", base)
+
+
 def test_launcher_refuses_missing_inputs_naming_the_key(tmp_path, monkeypatch):
     from scsdpo_verl.verl_plugin.main import enable_plugin_env, prepare_config
 
