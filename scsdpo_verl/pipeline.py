@@ -105,7 +105,10 @@ def coerce_to_schema(value: Any, schema: Mapping[str, Any] | None, root: Mapping
         items = schema.get("items")
         return [coerce_to_schema(item, items if isinstance(items, Mapping) else None, root) for item in value]
     if isinstance(value, str):
-        return _coerce_scalar(value, _allowed_types(schema))
+        types = _allowed_types(schema)
+        if "enum" in schema and value not in schema["enum"]:  # e.g. 'false' for an enum [auto, true, false]
+            types = types - {"string"}
+        return _coerce_scalar(value, types)
     return value
 
 

@@ -102,6 +102,9 @@ def test_command_line_strings_get_the_schema_types():
     assert typed["seeds"] == [0, 1] and typed["evaluation"] == {"limit": None, "backend": "hf"}
     assert typed["methods"]["m"] == {"algorithm": "sc_sdpo", "exponent": 1, "label": "1"}  # label is a string
     assert type(typed["base_model"]["bf16"]) is bool and type(typed["train"]["total_steps"]) is int
+    # an enum of a string and booleans: its string stays a string, the booleans written as text become booleans
+    assert coerce_to_schema({"base_model": {"bf16": "auto"}}, SCHEMA, SCHEMA) == {"base_model": {"bf16": "auto"}}
+    assert coerce_to_schema({"base_model": {"bf16": "TRUE"}}, SCHEMA, SCHEMA) == {"base_model": {"bf16": True}}
     typed_file = coerce_to_schema({"base_model": {"bf16": True}, "seeds": [3]}, SCHEMA, SCHEMA)
     assert typed_file == {"base_model": {"bf16": True}, "seeds": [3]}  # a config file's values pass unchanged
 
@@ -109,7 +112,8 @@ def test_command_line_strings_get_the_schema_types():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["base_model"].update(bf16="maybe"), "base_model.bf16: 'maybe' is not of type 'boolean'"),
+        (lambda c: c["base_model"].update(bf16="maybe"),
+         "base_model.bf16: 'maybe' is not one of ['auto', True, False]"),
         (lambda c: c["train"].update(lr="-1"), "train.lr: -1 is less than or equal to the minimum of 0"),
         (lambda c: c.pop("models"), "config: 'models' is a required property"),
         (lambda c: c["methods"]["sdpo"].update(algorithm="ppo"), "methods.sdpo.algorithm: 'ppo' is not one of"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 
 import pytest
 import torch
@@ -201,3 +202,43 @@ def test_make_base_resumes_and_removes_its_state(tmp_path):
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "base").state_dict()
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "killed" / "base").state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+# /proc/cpuinfo excerpts: the project's CPU (AVX-512 with bf16) and an AVX2-only AMD EPYC (no native bf16)
+CPUINFO_BF16 = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum\n"
+                "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni avx512_bf16 amx_tile\n")
+CPUINFO_AVX2 = ("processor\t: 0\nmodel name\t: AMD EPYC 7B13 (bf16 in the name is not a flag)\n"
+                "flags\t\t: fpu sse2 avx avx2 fma bmi2 sha_ni\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2\n")
+
+
+@pytest.mark.parametrize(("setting", "cpuinfo", "expected"), [
+    ("auto", CPUINFO_BF16, True),
+    ("auto", CPUINFO_AVX2, False),
+    ("auto", CPUINFO_AVX2.replace("sha_ni", "sha_ni amx_bf16"), True),  # AMX alone counts too
+    ("auto", "", False),  # unreadable / foreign cpuinfo: fp32, never a silent slow-down
+    (True, CPUINFO_AVX2, True),  # an explicit choice wins over the CPU
+    (False, CPUINFO_BF16, False),
+])
+def test_choose_bf16_from_the_cpu_flags_and_explicit_settings_win(setting, cpuinfo, expected):
+    bf16, reason = models.choose_bf16(setting, cpuinfo)
+    assert bf16 is expected
+    assert ("auto" in reason) == (setting == "auto") and "\n" not in reason
+    if setting == "auto" and expected:
+        assert "bf16" in reason and "fp32" not in reason
+
+
+def test_choose_bf16_refuses_other_settings():
+    with pytest.raises(ValueError, match="true, false or 'auto'"):
+        models.choose_bf16("maybe", CPUINFO_BF16)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(set(), False), ({"avx512_bf16"}, True)])
+def test_make_base_logs_and_reports_the_precision_it_chose(tmp_path, monkeypatch, caplog, flags, expected):
+    monkeypatch.setattr(models, "cpu_flags", lambda cpuinfo=None: set(flags))
+    caplog.set_level("INFO", logger=models.logger.name)
+    report = models.make_base("qwen3-tiny", tmp_path / "base", sft_rows_per_task=8, sft_steps=1, sft_batch=4,
+                              eval_questions=1, eval_k=1, threads=1)  # bf16 defaults to "auto"
+    assert report["bf16"] is expected and report["precision"].startswith("auto:")
+    assert f"warm start precision: {report['precision']}" in caplog.text
+    saved = json.loads((tmp_path / "base" / "base_report.json").read_text())
+    assert saved["precision"] == report["precision"]

@@ -147,7 +147,7 @@ def test_config_overrides_merge_with_the_default(tmp_path, overrides, expected):
     ("override", "message"),
     [
         ("train={total_steps: 0}", "train.total_steps: 0 is less than the minimum of 1"),
-        ("base_model={bf16: perhaps}", "base_model.bf16: 'perhaps' is not of type 'boolean'"),
+        ("base_model={bf16: perhaps}", "base_model.bf16: 'perhaps' is not one of ['auto', True, False]"),
         ("methods={scsdpo: {algorithm: sc_sdpo}}", "methods: scsdpo, sc_sdpo all have algorithm 'sc_sdpo'"),
         ("reporting={budgets: {unit: days, values: [1]}}", "reporting.budgets.unit: 'days' is not one of"),
         ("reporting={published: {models: {qwen3-tiny: GPT-5}}}",
