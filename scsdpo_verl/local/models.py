@@ -36,7 +36,7 @@ from transformers import (
 from scsdpo_verl.core import DEFAULT_TEMPLATES, build_teacher_prompt
 
 from .data import encode_chat, last_user_text, load_rows, with_last_user_message
-from .rollout import left_pad, sample
+from .rollout import left_pad, response_logits, sample
 
 logger = logging.getLogger(__name__)
 
@@ -274,13 +274,15 @@ def _load_warm_start(checkpoint_dir: Path | None, fingerprint: dict[str, Any]) -
 
 def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
-               bf16: bool = False, log_every: int = 50, progress_bar: bool = True,
+               teacher_first_steps: int = 0, bf16: bool = False, log_every: int = 50, progress_bar: bool = True,
                checkpoint_dir: str | Path | None = None, save_every: int = 50,
                fingerprint: dict[str, Any] | None = None,
                on_step_end: Callable[[int], None] | None = None) -> list[float]:
     """Next-token cross-entropy on the worked solutions (prompt tokens masked), AdamW, warmup + cosine.
 
-    A ``teacher_fraction`` of the rows (a seeded choice) is rendered in the self-teacher's prompt format.
+    A ``teacher_fraction`` of the rows (a seeded choice) is rendered in the self-teacher's prompt format; the
+    first ``teacher_first_steps`` steps train on the teacher format only (every row, a copy-from-context
+    curriculum), the rest on that mix.
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
     optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
     ``make_base``).
@@ -297,6 +299,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     order_rng = random.Random(seed)
     examples = [sft_example(tokenizer, row, as_teacher=order_rng.random() < teacher_fraction) for row in rows]
     lengths = [len(ids) for ids, _ in examples]
+    teacher_examples = [sft_example(tokenizer, row, as_teacher=True) for row in rows] if teacher_first_steps else []
+    teacher_lengths = [len(ids) for ids, _ in teacher_examples]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -305,6 +309,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     settings = {**(fingerprint or {}), "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                 "teacher_fraction": teacher_fraction, "bf16": bf16, "examples": len(examples)}
+    if teacher_first_steps:
+        settings["teacher_first_steps"] = teacher_first_steps
     losses: list[float] = []
     queue: list[list[int]] = []
     first = 0
@@ -324,9 +330,12 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     bar = tqdm(range(first, steps), desc="warm start", disable=not progress_bar, mininterval=2.0, initial=first,
                total=steps)
     for step in bar:
+        copying = step < teacher_first_steps
+        if step == teacher_first_steps:
+            queue = queue if step == 0 else []  # the teacher-only phase's batches end with it
         if not queue:
-            queue = length_bucketed_batches(lengths, batch_size, order_rng)
-        batch = [examples[i] for i in queue.pop()]
+            queue = length_bucketed_batches(teacher_lengths if copying else lengths, batch_size, order_rng)
+        batch = [(teacher_examples if copying else examples)[i] for i in queue.pop()]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
         labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
@@ -380,6 +389,81 @@ def question_pass_rates(model: PreTrainedModel, tokenizer, rows: Sequence[dict[s
     return rates
 
 
+def first_divergence(response: Sequence[int], target: Sequence[int]) -> int | None:
+    """The first index where ``response`` leaves ``target`` (its length if it is a strict prefix of it);
+    None when ``response`` starts with the whole ``target``."""
+    for j, token in enumerate(target):
+        if j >= len(response) or response[j] != token:
+            return j
+    return None
+
+
+@torch.no_grad()
+def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, k: int = 8,
+                   max_new_tokens: int = 96, temperature: float = 1.0, seed: int = 0,
+                   batch_questions: int = 8) -> dict[str, Any]:
+    """Does the self-teacher know better than the student where the student fails?
+
+    ``k`` rollouts per question from the plain prompt; on each failed rollout, at the first token where it
+    leaves the question's worked solution (the correct answer's tokens), the probability of the worked
+    solution's token under the student (plain prompt + the rollout's prefix) and under the self-teacher (the
+    same model, the prompt with the worked solution as the successful attempt, ``sft_teacher_messages``, + the
+    same prefix): SDPO's signal on that token is the gap. Returns the means of both probabilities, the share of
+    failed rollouts where the teacher puts more mass there, and the mean log-ratio.
+    """
+    from .data import score_responses
+
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    p_student: list[float] = []
+    p_teacher: list[float] = []
+    for start in range(0, len(rows), batch_questions):
+        chunk = [row for row in rows[start:start + batch_questions] for _ in range(k)]
+        prompt_ids, prompt_mask = left_pad([encode_chat(tokenizer, row["prompt"]) for row in chunk],
+                                           tokenizer.pad_token_id)
+        rollout = sample(model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         temperature=temperature, generator=generator)
+        lengths = rollout.response_mask.sum(-1).long().tolist()
+        responses = [ids[:n].tolist() for ids, n in zip(rollout.response_ids, lengths, strict=True)]
+        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in responses]
+        failed = []
+        for i, (row, score) in enumerate(zip(chunk, score_responses(chunk, texts), strict=True)):
+            target = [*tokenizer(row["extra_info"]["solution"], add_special_tokens=False)["input_ids"],
+                      tokenizer.eos_token_id]
+            j = first_divergence(responses[i], target)
+            if not score["acc"] and j is not None:
+                failed.append((i, j, target[j]))
+        if not failed:
+            continue
+        index = [i for i, _, _ in failed]
+        width = max(j for _, j, _ in failed) + 1
+        prefix = torch.full((len(failed), width), tokenizer.pad_token_id, dtype=torch.long)
+        prefix_mask = torch.zeros((len(failed), width))
+        for row, (i, j, _) in enumerate(failed):
+            prefix[row, :j] = torch.tensor(responses[i][:j], dtype=torch.long)
+            prefix_mask[row, :j + 1] = 1
+        at = torch.tensor([j for _, j, _ in failed])
+        gold = torch.tensor([t for _, _, t in failed])
+        teacher_ids, teacher_mask = left_pad([encode_chat(tokenizer, sft_teacher_messages(chunk[i])) for i in index],
+                                             tokenizer.pad_token_id)
+        for ids, mask, out in ((prompt_ids[index], prompt_mask[index], p_student),
+                               (teacher_ids, teacher_mask, p_teacher)):
+            logits = response_logits(model, ids, mask, prefix, prefix_mask)
+            probs = logits[torch.arange(len(failed)), at].softmax(-1)
+            out.extend(probs[torch.arange(len(failed)), gold].tolist())
+    n = len(p_student)
+    return {
+        "failed_rollouts": n,
+        "student_mass_on_correct_token": sum(p_student) / n if n else None,
+        "teacher_mass_on_correct_token": sum(p_teacher) / n if n else None,
+        "teacher_above_student_fraction": sum(t > s for t, s in zip(p_teacher, p_student, strict=True)) / n
+        if n else None,
+        "mean_log_ratio_teacher_student": sum(math.log(max(t, 1e-30) / max(s, 1e-30))
+                                              for t, s in zip(p_teacher, p_student, strict=True)) / n if n else None,
+    }
+
+
 def pass_rate_report(rows: Sequence[dict[str, Any]], rates: Sequence[float], k: int) -> dict[str, Any]:
     """Histogram of per-question pass rates (counts of j/k successes) overall and mean per difficulty."""
     histogram = [0] * (k + 1)
@@ -399,7 +483,8 @@ def pass_rate_report(rows: Sequence[dict[str, Any]], rates: Sequence[float], k: 
 
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 3000, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
-              teacher_fraction: float = 0.5, bf16: bool | str = "auto", eval_questions: int = 48, eval_k: int = 8,
+              teacher_fraction: float = 0.5, teacher_first_steps: int = 0, bf16: bool | str = "auto",
+              eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
               on_step_end: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -430,12 +515,14 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     fingerprint = {"model": model_name, "tasks": list(tasks), "rows_per_task": sft_rows_per_task,
                    "overrides": overrides or {}}
     losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed,
-                        teacher_fraction=teacher_fraction, bf16=bf16, checkpoint_dir=checkpoint_dir,
+                        teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps, bf16=bf16,
+                        checkpoint_dir=checkpoint_dir,
                         save_every=save_every, fingerprint=fingerprint, on_step_end=on_step_end)
     save_checkpoint_dir(model, tokenizer, out_dir)
     report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
                               "sft_steps": sft_steps, "sft_batch": sft_batch, "sft_lr": sft_lr,
-                              "teacher_fraction": teacher_fraction, "bf16": bf16,
+                              "teacher_fraction": teacher_fraction, "teacher_first_steps": teacher_first_steps,
+                              "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,
                               "sft_loss_last": losses[-1] if losses else None, "tasks": {}}

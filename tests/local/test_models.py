@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from scsdpo_verl.eval.majority import exact_majority_accuracy as majority_vote_acc
 from scsdpo_verl.local import models
 from scsdpo_verl.local.data import check_rows, encode_chat, with_last_user_message
+from scsdpo_verl.local.rollout import Rollout
 
 from .conftest import fake_rows
 
@@ -142,12 +143,13 @@ def _small_model(tokenizer):
                                    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-def test_warm_start_resumes_after_an_interrupt_to_the_same_weights(tokenizer, tmp_path, bf16):
+@pytest.mark.parametrize(("bf16", "teacher_first_steps"), [(False, 0), (True, 0), (False, 3)])
+def test_warm_start_resumes_after_an_interrupt_to_the_same_weights(tokenizer, tmp_path, bf16, teacher_first_steps):
     torch.set_num_threads(1)
     rows = fake_rows(24, 0)  # 3 batches of 8 per shuffled pool: the data-order RNG is drawn again after a resume
+    # teacher_first_steps 3: the kill after step 5 resumes from step 4, after the teacher-only phase
     kwargs = dict(steps=7, batch_size=8, lr=1e-2, log_every=0, teacher_fraction=0.5, bf16=bf16, save_every=2,
-                  progress_bar=False)
+                  progress_bar=False, teacher_first_steps=teacher_first_steps)
     full = _small_model(tokenizer)
     full_losses = models.warm_start(full, tokenizer, rows, checkpoint_dir=tmp_path / "full", **kwargs)
     # the last step is saved too: a job interrupted after the warm start (in its pass-rate report) skips it
@@ -171,6 +173,23 @@ def test_warm_start_resumes_after_an_interrupt_to_the_same_weights(tokenizer, tm
     assert losses == full_losses
     for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_teacher_first_steps_train_on_the_teacher_format_only_then_on_the_mix(tokenizer):
+    torch.set_num_threads(1)
+    rows = fake_rows(48, 0)
+    kwargs = dict(steps=4, batch_size=8, lr=1e-2, log_every=0, progress_bar=False)
+    all_teacher = models.warm_start(_small_model(tokenizer), tokenizer, rows, teacher_fraction=1.0, **kwargs)
+    curriculum = models.warm_start(_small_model(tokenizer), tokenizer, rows, teacher_fraction=0.0,
+                                   teacher_first_steps=4, **kwargs)
+    assert curriculum == all_teacher  # the same batches of teacher-format examples, whatever the mix says
+    model = _small_model(tokenizer)
+    batches = []  # per step: is each row of the batch in the teacher format?
+    model.register_forward_pre_hook(lambda _, args, kw: batches.append(
+        ["Correct solution:" in tokenizer.decode(ids) for ids in kw["input_ids"]]), with_kwargs=True)
+    switched = models.warm_start(model, tokenizer, rows, teacher_fraction=0.0, teacher_first_steps=2, **kwargs)
+    assert switched[:2] == all_teacher[:2]
+    assert [set(rows_) for rows_ in batches] == [{True}, {True}, {False}, {False}]  # then the mix (here: plain)
 
 
 def test_warm_start_state_of_other_settings_is_not_used(tokenizer, tmp_path):
@@ -242,3 +261,42 @@ def test_make_base_logs_and_reports_the_precision_it_chose(tmp_path, monkeypatch
     assert f"warm start precision: {report['precision']}" in caplog.text
     saved = json.loads((tmp_path / "base" / "base_report.json").read_text())
     assert saved["precision"] == report["precision"]
+
+
+def test_first_divergence():
+    assert models.first_divergence([5, 6, 9], [5, 6, 7, 8]) == 2
+    assert models.first_divergence([4], [5, 6]) == 0
+    assert models.first_divergence([5, 6], [5, 6, 7]) == 2  # a strict prefix: it stops where the target goes on
+    assert models.first_divergence([5, 6, 7], [5, 6, 7]) is None
+    assert models.first_divergence([5, 6, 7, 1], [5, 6, 7]) is None
+
+
+def test_teacher_signal_reads_both_prompts_at_the_first_wrong_token(tokenizer, monkeypatch):
+    from scsdpo_verl.local.data import load_rows
+
+    torch.set_num_threads(1)
+    model = _small_model(tokenizer)  # untrained: every rollout fails
+    rows = load_rows("synthetic_tooluse", 2, 0, "validation")
+    targets = [tokenizer(row["extra_info"]["solution"], add_special_tokens=False)["input_ids"] + [2]
+               for row in rows for _ in range(3)]
+    # rollouts that follow the worked solution for 0, 2, 4 tokens, then go wrong (token 3 is in no solution)
+    responses = [[*target[:m], 3] for target, m in zip(targets, [0, 2, 4] * 2, strict=True)]
+    ids, mask = torch.zeros(6, 5, dtype=torch.long), torch.zeros(6, 5)
+    for i, response in enumerate(responses):
+        ids[i, :len(response)], mask[i, :len(response)] = torch.tensor(response), 1
+    monkeypatch.setattr(models, "sample", lambda *a, **kw: Rollout(a[1], a[2], ids, mask, torch.zeros(6, 5)))
+    signal = models.teacher_signal(model, tokenizer, rows, k=3, max_new_tokens=6, seed=0, batch_questions=2)
+    assert signal["failed_rollouts"] == 6
+    # the same numbers from one unpadded forward per prompt, at the first token that leaves the worked solution
+    student, teacher = [], []
+    for i, row in enumerate(r for r in rows for _ in range(3)):
+        response, target = responses[i], targets[i]
+        j = models.first_divergence(response, target)
+        assert j == [0, 2, 4][i % 3]
+        for messages, out in ((row["prompt"], student), (models.sft_teacher_messages(row), teacher)):
+            ids = torch.tensor([encode_chat(tokenizer, messages) + response[:j]])
+            with torch.no_grad():
+                out.append(model(ids).logits[0, -1].softmax(-1)[target[j]].item())
+    assert signal["student_mass_on_correct_token"] == pytest.approx(sum(student) / 6, rel=1e-5)
+    assert signal["teacher_mass_on_correct_token"] == pytest.approx(sum(teacher) / 6, rel=1e-5)
+    assert signal["teacher_above_student_fraction"] == sum(t > s for t, s in zip(teacher, student)) / 6

@@ -78,8 +78,18 @@ def test_train_and_test_share_no_question(task, train_rows):
 
 def test_split_of_is_about_one_in_ten():
     keys = [f"question {i}" for i in range(5000)]
-    share = sum(split_of("synthetic_science", k) == "test" for k in keys) / len(keys)
-    assert 0.08 < share < 0.12
+    for split in ("test", "validation"):
+        share = sum(split_of("synthetic_science", k) == split for k in keys) / len(keys)
+        assert 0.08 < share < 0.12
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_validation_shares_no_question_with_train_or_test(task, train_rows):
+    validation = generate(task, 150, seed=0, split="validation")
+    assert {r["extra_info"]["split"] for r in validation} == {"validation"}
+    ids = {r["extra_info"]["question_id"] for r in validation}
+    test = {r["extra_info"]["question_id"] for seed in (0, 1) for r in generate(task, 150, seed=seed, split="test")}
+    assert ids.isdisjoint({r["extra_info"]["question_id"] for r in train_rows[task]}) and ids.isdisjoint(test)
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -172,7 +182,7 @@ def test_levels_argument_and_errors():
     with pytest.raises(ValueError, match="levels"):
         generate("synthetic_science", 5, seed=0, levels=[0, 6])
     with pytest.raises(ValueError, match="split"):
-        generate("synthetic_science", 5, seed=0, split="validation")
+        generate("synthetic_science", 5, seed=0, split="dev")
     with pytest.raises(RuntimeError, match="no unused test question left at level 1"):
         generate("synthetic_tooluse", 200, seed=0, split="test", levels=[1])
 

@@ -6,8 +6,9 @@
 - deterministic: the same (task, n, seed, split) gives identical rows (``random.Random`` seeded by a string);
 - balanced levels: the n rows hold ``n // L`` or ``n // L + 1`` questions of each level, in shuffled order;
 - no repeats: questions are unique within a call (by question text);
-- disjoint splits: a question's split is fixed by a hash of its text (1 in 10 is "test"), so train and test
-  never share a question, whatever the seeds;
+- disjoint splits: a question's split is fixed by a hash of its text (1 in 10 is "test", 1 in 10
+  "validation", the rest "train"), so no two splits share a question, whatever the seeds; difficulty and the
+  warm start are calibrated on "validation", never on "test";
 - ``extra_info.question_id`` = ``<task>/<12 hex of sha256(text)>``, stable across seeds and calls;
 - ``extra_info.solution`` is a short worked response that scores 1.
 """
@@ -29,9 +30,9 @@ from scsdpo_verl.tasks.tooluse import ABILITY as TOOL_ABILITY
 from scsdpo_verl.tasks.tooluse import format_calls, make_gold
 
 TASKS = ("synthetic_science", "synthetic_tooluse")
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 NUM_LEVELS = 5
-TEST_BUCKETS = 1  # of 10 hash buckets
+TEST_BUCKETS = 1  # of 10 hash buckets; the next one is "validation"
 MAX_DRAWS_PER_QUESTION = 5000
 
 
@@ -89,8 +90,10 @@ def question_hash(task: str, key: str) -> str:
 
 
 def split_of(task: str, key: str) -> str:
-    """``"test"`` for 1 in 10 questions (by hash), else ``"train"``; independent of seeds."""
-    return "test" if int(question_hash(task, key)[:8], 16) % 10 < TEST_BUCKETS else "train"
+    """``"test"`` for 1 in 10 questions (by hash), ``"validation"`` for another 1 in 10, else ``"train"``;
+    independent of seeds."""
+    bucket = int(question_hash(task, key)[:8], 16) % 10
+    return "test" if bucket < TEST_BUCKETS else "validation" if bucket == TEST_BUCKETS else "train"
 
 
 def level_plan(n: int, levels: Sequence[int], rng: random.Random) -> list[int]:
