@@ -248,6 +248,32 @@ def choose_bf16(setting: bool | str = "auto", cpuinfo: str | None = None) -> tup
     return False, f"auto: no native bf16 on this CPU (none of {', '.join(NATIVE_BF16_FLAGS)}), fp32"
 
 
+def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = False, min_len: int = 4,
+                       max_len: int = 16) -> tuple[list[int], list[int]]:
+    """A chat turn whose answer is a random sequence of content tokens shown in the user message: (input ids,
+    labels on the answer). Nothing but copying from the context lowers its loss.
+
+    Plain: the user message is the sequence. ``as_teacher``: the user message is the self-teacher's prompt
+    (``core.build_teacher_prompt``) with a random "question" and the sequence as the correct solution, so the
+    copy has to come from the demonstration, not from the question.
+    """
+    def draw() -> list[int]:
+        return [rng.randrange(3, len(tokenizer)) for _ in range(rng.randint(min_len, max_len))]
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    sequence = draw()
+    if as_teacher:
+        before, after = build_teacher_prompt("\x00", solution="\x01").split("\x01")
+        user = draw() + encode(before.removeprefix("\x00")) + sequence + encode(after)
+    else:
+        user = sequence
+    prompt = encode(f"{IM_START}user\n") + user + encode(f"{IM_END}\n{IM_START}assistant\n")
+    answer = [*sequence, tokenizer.eos_token_id]
+    return prompt + answer, [-100] * len(prompt) + answer
+
+
 WARM_START_STATE = "warm_start.pt"
 
 
@@ -274,7 +300,8 @@ def _load_warm_start(checkpoint_dir: Path | None, fingerprint: dict[str, Any]) -
 
 def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
-               teacher_first_steps: int = 0, bf16: bool = False, log_every: int = 50, progress_bar: bool = True,
+               teacher_first_steps: int = 0, copy_drill_steps: int = 0, bf16: bool = False, log_every: int = 50,
+               progress_bar: bool = True,
                checkpoint_dir: str | Path | None = None, save_every: int = 50,
                fingerprint: dict[str, Any] | None = None,
                on_step_end: Callable[[int], None] | None = None) -> list[float]:
@@ -311,6 +338,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
                 "teacher_fraction": teacher_fraction, "bf16": bf16, "examples": len(examples)}
     if teacher_first_steps:
         settings["teacher_first_steps"] = teacher_first_steps
+    if copy_drill_steps:
+        settings["copy_drill_steps"] = copy_drill_steps
     losses: list[float] = []
     queue: list[list[int]] = []
     first = 0
@@ -330,12 +359,16 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     bar = tqdm(range(first, steps), desc="warm start", disable=not progress_bar, mininterval=2.0, initial=first,
                total=steps)
     for step in bar:
-        copying = step < teacher_first_steps
-        if step == teacher_first_steps:
+        copying = copy_drill_steps <= step < copy_drill_steps + teacher_first_steps
+        if step == copy_drill_steps + teacher_first_steps:
             queue = queue if step == 0 else []  # the teacher-only phase's batches end with it
-        if not queue:
-            queue = length_bucketed_batches(teacher_lengths if copying else lengths, batch_size, order_rng)
-        batch = [(teacher_examples if copying else examples)[i] for i in queue.pop()]
+        if step < copy_drill_steps:
+            batch = [copy_drill_example(tokenizer, order_rng, as_teacher=order_rng.random() < teacher_fraction)
+                     for _ in range(batch_size)]
+        else:
+            if not queue:
+                queue = length_bucketed_batches(teacher_lengths if copying else lengths, batch_size, order_rng)
+            batch = [(teacher_examples if copying else examples)[i] for i in queue.pop()]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
         labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
@@ -482,8 +515,9 @@ def pass_rate_report(rows: Sequence[dict[str, Any]], rates: Sequence[float], k: 
 
 
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
-              sft_rows_per_task: int = 3000, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
-              teacher_fraction: float = 0.5, teacher_first_steps: int = 0, bf16: bool | str = "auto",
+              sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
+              teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
+              bf16: bool | str = "auto",
               eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -491,6 +525,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     """Tokenizer + tiny model + warm start on both tasks' worked solutions, saved to ``out_dir``.
 
     Writes ``base_report.json`` (parameter count, losses, pass-rate histogram per task) next to the weights.
+    ``sft_rows_per_task`` (balanced over the 5 levels) must fit the smallest level pool of the train split
+    (tool use level 1: 568 questions, so at most 2840).
     With ``checkpoint_dir`` (outside ``out_dir``: Snakemake deletes an interrupted job's outputs) the warm start
     saves its state every ``save_every`` steps and a rerun continues from it (``warm_start``); the state is
     removed once the base checkpoint is written, so a later run (e.g. after a code change) starts afresh.
@@ -515,7 +551,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     fingerprint = {"model": model_name, "tasks": list(tasks), "rows_per_task": sft_rows_per_task,
                    "overrides": overrides or {}}
     losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed,
-                        teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps, bf16=bf16,
+                        teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps,
+                        copy_drill_steps=copy_drill_steps, bf16=bf16,
                         checkpoint_dir=checkpoint_dir,
                         save_every=save_every, fingerprint=fingerprint, on_step_end=on_step_end)
     save_checkpoint_dir(model, tokenizer, out_dir)
