@@ -191,6 +191,16 @@ def test_teacher_first_steps_train_on_the_teacher_format_only_then_on_the_mix(to
     assert switched[:2] == all_teacher[:2]
     assert [set(rows_) for rows_ in batches] == [{True}, {True}, {False}, {False}]  # then the mix (here: plain)
 
+    # copy drills come first: rows that are no task question
+    model = _small_model(tokenizer)
+    kinds = []
+    model.register_forward_pre_hook(lambda _, args, kw: kinds.append(
+        {"drill" if "Answer as" not in text else "teacher" if "Correct solution:" in text else "plain"
+         for text in tokenizer.batch_decode(kw["input_ids"])}), with_kwargs=True)
+    models.warm_start(model, tokenizer, rows, teacher_fraction=0.0, teacher_first_steps=1, copy_drill_steps=2,
+                      **kwargs)
+    assert kinds == [{"drill"}, {"drill"}, {"teacher"}, {"plain"}]
+
 
 def test_warm_start_state_of_other_settings_is_not_used(tokenizer, tmp_path):
     torch.set_num_threads(1)
@@ -300,3 +310,25 @@ def test_teacher_signal_reads_both_prompts_at_the_first_wrong_token(tokenizer, m
     assert signal["student_mass_on_correct_token"] == pytest.approx(sum(student) / 6, rel=1e-5)
     assert signal["teacher_mass_on_correct_token"] == pytest.approx(sum(teacher) / 6, rel=1e-5)
     assert signal["teacher_above_student_fraction"] == sum(t > s for t, s in zip(teacher, student)) / 6
+
+
+@pytest.mark.parametrize("as_teacher", [False, True])
+def test_copy_drill_answer_is_the_sequence_shown_in_the_right_slot(tokenizer, as_teacher):
+    import random
+
+    rng = random.Random(3)
+    for _ in range(20):
+        ids, labels = models.copy_drill_example(tokenizer, rng, as_teacher=as_teacher)
+        answer = [t for t in labels if t != -100]
+        assert answer[-1] == tokenizer.eos_token_id and labels[:len(ids) - len(answer)] == [-100] * (
+            len(ids) - len(answer))
+        sequence = answer[:-1]
+        prompt = ids[:len(ids) - len(answer)]
+        assert 4 <= len(sequence) <= 16 and all(3 <= t < len(tokenizer) for t in sequence)
+        start = next(i for i in range(len(prompt)) if prompt[i:i + len(sequence)] == sequence)
+        shown_before = tokenizer.decode(prompt[:start])
+        assert shown_before.startswith("<|im_start|>user\n")
+        # teacher drills: a random question, then the template's solution slot; plain: the whole user message
+        assert shown_before.endswith("Correct solution:\n\n") == as_teacher
+        assert (start == len(tokenizer("<|im_start|>user\n", add_special_tokens=False)["input_ids"])) != as_teacher
+        assert tokenizer.decode(prompt).endswith("<|im_end|>\n<|im_start|>assistant\n")
