@@ -323,6 +323,9 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     """
     if steps == 0:
         return []
+    if copy_drill_steps + teacher_first_steps > steps:
+        raise ValueError(f"copy_drill_steps ({copy_drill_steps}) + teacher_first_steps ({teacher_first_steps}) "
+                         f"exceed the warm start's {steps} steps (base_model.warm_start_steps)")
     order_rng = random.Random(seed)
     examples = [sft_example(tokenizer, row, as_teacher=order_rng.random() < teacher_fraction) for row in rows]
     lengths = [len(ids) for ids, _ in examples]
@@ -442,7 +445,8 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
     solution's token under the student (plain prompt + the rollout's prefix) and under the self-teacher (the
     same model, the prompt with the worked solution as the successful attempt, ``sft_teacher_messages``, + the
     same prefix): SDPO's signal on that token is the gap. Returns the means of both probabilities, the share of
-    failed rollouts where the teacher puts more mass there, and the mean log-ratio.
+    failed rollouts where the teacher puts more mass there, the mean log-ratio, and ``pass_rates`` (per
+    question, of the same rollouts: what ``question_pass_rates`` gives with the same arguments).
     """
     from .data import score_responses
 
@@ -450,6 +454,7 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
     generator = torch.Generator().manual_seed(seed)
     p_student: list[float] = []
     p_teacher: list[float] = []
+    pass_rates: list[float] = []
     for start in range(0, len(rows), batch_questions):
         chunk = [row for row in rows[start:start + batch_questions] for _ in range(k)]
         prompt_ids, prompt_mask = left_pad([encode_chat(tokenizer, row["prompt"]) for row in chunk],
@@ -461,7 +466,9 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
         responses = [ids[:n].tolist() for ids, n in zip(rollout.response_ids, lengths, strict=True)]
         texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in responses]
         failed = []
-        for i, (row, score) in enumerate(zip(chunk, score_responses(chunk, texts), strict=True)):
+        scores = score_responses(chunk, texts)
+        pass_rates.extend(sum(float(s["acc"]) for s in scores[q:q + k]) / k for q in range(0, len(chunk), k))
+        for i, (row, score) in enumerate(zip(chunk, scores, strict=True)):
             target = [*tokenizer(row["extra_info"]["solution"], add_special_tokens=False)["input_ids"],
                       tokenizer.eos_token_id]
             j = first_divergence(responses[i], target)
@@ -494,6 +501,7 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
         if n else None,
         "mean_log_ratio_teacher_student": sum(math.log(max(t, 1e-30) / max(s, 1e-30))
                                               for t, s in zip(p_teacher, p_student, strict=True)) / n if n else None,
+        "pass_rates": pass_rates,
     }
 
 
@@ -565,12 +573,21 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                               "sft_loss_last": losses[-1] if losses else None, "tasks": {}}
     for task in tasks if eval_questions else ():
         rows = load_rows(task, eval_questions, seed + 1, "test")
-        rates = question_pass_rates(model, tokenizer, rows, k=eval_k, seed=seed)
+        signal = teacher_signal(model, tokenizer, rows, k=eval_k, seed=seed)
+        rates = signal.pop("pass_rates")
         report["tasks"][task] = pass_rate_report(rows, rates, eval_k)
         # the same questions with a correct solution in the self-teacher's prompt: can the teacher use it?
         teacher_rows = [{**row, "prompt": sft_teacher_messages(row)} for row in rows]
         teacher_rates = question_pass_rates(model, tokenizer, teacher_rows, k=eval_k, seed=seed)
         report["tasks"][task]["teacher_format_mean_pass_rate"] = sum(teacher_rates) / len(teacher_rates)
+        report["tasks"][task]["teacher_format_gain"] = (report["tasks"][task]["teacher_format_mean_pass_rate"]
+                                                        - report["tasks"][task]["mean_pass_rate"])
+        report["tasks"][task]["teacher_signal_on_failures"] = signal
+        logger.info("%s: pass rate %.3f, with the solution in the teacher prompt %.3f; on %d failed rollouts the "
+                    "teacher puts %.3f on the correct token, the student %.3f", task,
+                    report["tasks"][task]["mean_pass_rate"], report["tasks"][task]["teacher_format_mean_pass_rate"],
+                    signal["failed_rollouts"], signal["teacher_mass_on_correct_token"] or 0,
+                    signal["student_mass_on_correct_token"] or 0)
     report["seconds"] = round(time.time() - started, 1)
     (Path(out_dir) / "base_report.json").write_text(json.dumps(report, indent=2))
     if checkpoint_dir is not None:

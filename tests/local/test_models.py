@@ -202,6 +202,12 @@ def test_teacher_first_steps_train_on_the_teacher_format_only_then_on_the_mix(to
     assert kinds == [{"drill"}, {"drill"}, {"teacher"}, {"plain"}]
 
 
+def test_warm_start_refuses_more_drill_and_teacher_steps_than_steps(tokenizer):
+    with pytest.raises(ValueError, match=r"copy_drill_steps \(3\) \+ teacher_first_steps \(2\) exceed .* 4 steps"):
+        models.warm_start(_small_model(tokenizer), tokenizer, fake_rows(8, 0), steps=4, copy_drill_steps=3,
+                          teacher_first_steps=2)
+
+
 def test_warm_start_state_of_other_settings_is_not_used(tokenizer, tmp_path):
     torch.set_num_threads(1)
     rows = fake_rows(64, 0)
@@ -332,3 +338,18 @@ def test_copy_drill_answer_is_the_sequence_shown_in_the_right_slot(tokenizer, as
         assert shown_before.endswith("Correct solution:\n\n") == as_teacher
         assert (start == len(tokenizer("<|im_start|>user\n", add_special_tokens=False)["input_ids"])) != as_teacher
         assert tokenizer.decode(prompt).endswith("<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_teacher_signal_pass_rates_are_those_of_question_pass_rates(tokenizer, monkeypatch):
+    from scsdpo_verl.local import data
+    from scsdpo_verl.local.data import load_rows
+
+    from .conftest import fake_score
+
+    monkeypatch.setattr(data, "score_responses", fake_score)  # mixed outcomes whatever the model says
+    torch.set_num_threads(1)
+    model = _small_model(tokenizer)
+    rows = load_rows("synthetic_science", 3, 0, "validation")
+    signal = models.teacher_signal(model, tokenizer, rows, k=4, max_new_tokens=4, seed=5, batch_questions=2)
+    rates = models.question_pass_rates(model, tokenizer, rows, k=4, max_new_tokens=4, seed=5, batch_questions=2)
+    assert signal["pass_rates"] == rates and 0 < sum(rates) < len(rates)
