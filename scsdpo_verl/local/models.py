@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -366,7 +367,10 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         if step == copy_drill_steps + teacher_first_steps:
             queue = queue if step == 0 else []  # the teacher-only phase's batches end with it
         if step < copy_drill_steps:
-            batch = [copy_drill_example(tokenizer, order_rng, as_teacher=order_rng.random() < teacher_fraction)
+            # plain drills first (copying from the context appears there), then the teacher_fraction share of
+            # drills copies from the demonstration slot (in a mix from the start, copying did not appear at all)
+            late = step >= 2 * copy_drill_steps // 3
+            batch = [copy_drill_example(tokenizer, order_rng, as_teacher=late and order_rng.random() < teacher_fraction)
                      for _ in range(batch_size)]
         else:
             if not queue:
@@ -512,7 +516,7 @@ def pass_rate_report(rows: Sequence[dict[str, Any]], rates: Sequence[float], k: 
     for row, rate in zip(rows, rates, strict=True):
         histogram[round(rate * k)] += 1
         by_difficulty.setdefault(str((row.get("extra_info") or {}).get("difficulty")), []).append(rate)
-    return {
+    report = {
         "k": k,
         "questions": len(rates),
         "mean_pass_rate": sum(rates) / max(1, len(rates)),
@@ -520,6 +524,11 @@ def pass_rate_report(rows: Sequence[dict[str, Any]], rates: Sequence[float], k: 
         "mixed_fraction": sum(histogram[1:k]) / max(1, len(rates)),
         "mean_pass_rate_by_difficulty": {d: sum(v) / len(v) for d, v in sorted(by_difficulty.items())},
     }
+    options = [len(re.findall(r"^[A-Z]: ", last_user_text(row["prompt"]) if row.get("prompt") else "", flags=re.M))
+               for row in rows]
+    if options and all(options):  # multiple choice: the pass rate of a uniform guess among the options
+        report["guess_rate"] = sum(1 / n for n in options) / len(options)
+    return report
 
 
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,

@@ -101,6 +101,17 @@ def test_pass_rate_report_histogram():
     assert report["histogram_successes_of_k"] == [1, 1, 1, 0, 1]
     assert report["mixed_fraction"] == 0.5
     assert report["mean_pass_rate_by_difficulty"] == {"1": 0.25, "2": 1.0, "3": 0.25}
+    assert "guess_rate" not in report  # no options: not multiple choice
+
+
+def test_pass_rate_report_guess_rate_of_multiple_choice_rows():
+    def mcq(n_options):
+        lines = "\n".join(f"{chr(65 + i)}: {i}" for i in range(n_options))
+        return {"prompt": [{"role": "user", "content": f"Q?\n\n{lines}\nPlease reason step by step."}],
+                "extra_info": {"difficulty": 1}}
+
+    report = models.pass_rate_report([mcq(2), mcq(4)], [0.5, 0.5], k=2)
+    assert report["guess_rate"] == pytest.approx((1 / 2 + 1 / 4) / 2)
 
 
 def test_majority_vote():

@@ -48,11 +48,14 @@ def test_lint_is_clean(tmp_path):
     [
         # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 1 x 2 = 26 runs; eval 26 + base 2 x 2
         ("config/default.yaml", None,
-         {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1, "all": 1}),
+         {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1, "base_table": 1,
+          "all": 1}),
         # 1 x 2 x 3 x 1 + ablation 1 = 7 runs; eval 7 + base 1 x 2
         ("config/smoke.yaml", None,
-         {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 9, "tables": 1, "figures": 1, "all": 1}),
+         {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 9, "tables": 1, "figures": 1, "base_table": 1,
+          "all": 1}),
         # 2 x 5 x 3 x 3 + ablation 1 x 2 x 3 x 3 = 108 runs; eval 108 + base 2 x 5; hf models need no base rule
+        # (nor a base table)
         ("config/paper.yaml", "workflow/profiles/slurm",
          {"reference_splits": 1, "task_data": 5, "train": 108, "evaluate": 118, "tables": 1, "figures": 1,
           "all": 1}),
@@ -121,7 +124,8 @@ def test_broken_config_fails_at_validation_naming_the_key(tmp_path, mutate, mess
     assert not (tmp_path / "work" / "results").exists()  # nothing ran
 
 
-DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1, "all": 1}
+DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1,
+                  "base_table": 1, "all": 1}
 
 
 @pytest.mark.parametrize(

@@ -70,9 +70,11 @@ def evaluated_runs():
 
 
 def all_outputs():
+    base_table = any(spec["kind"] != "hf" for spec in config["models"].values())  # rule base_table (models.smk)
     return [
         *expand(f"{RESULTS}/tables/{{name}}.csv", name=TABLE_NAMES),
         *expand(f"{FIGURES}/{{fig}}.png", fig=FIGURE_NAMES),
+        *([f"{RESULTS}/tables/base_models.csv"] if base_table else []),
     ]
 
 

@@ -18,3 +18,26 @@ rule base_model:
         "../../envs/cpu.yaml"
     script:
         "../scripts/base_model.py"
+
+
+BASE_MODELS = [m for m, spec in config["models"].items() if spec["kind"] != "hf"]
+
+
+rule base_table:
+    input:
+        reports=[f"{RESULTS}/models/{m}/base_report.json" for m in BASE_MODELS],
+    output:
+        csv=report(
+            f"{RESULTS}/tables/base_models.csv",
+            caption="../../scsdpo_verl/analysis/report/base_models.rst",
+            category="Tables",
+        ),
+        md=f"{RESULTS}/tables/base_models.md",
+    params:
+        models=BASE_MODELS,
+    log:
+        f"{RESULTS}/logs/base_table.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/base_table.py"

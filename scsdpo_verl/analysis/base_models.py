@@ -1,0 +1,75 @@
+"""The base-model table: competence and self-teacher measurements of each base checkpoint, from the
+``base_report.json`` files that ``scsdpo_verl.local.models.make_base`` writes (one row per model x task).
+
+Columns: pass rate at T=1 overall and per difficulty level, the guessing rate of the answer format (science),
+the share of mixed questions (0 < successes < k), the teacher-format pass rate (the worked solution in the
+self-teacher's prompt) and its gain over the plain prompt, and, on failed rollouts, the mass the self-teacher and
+the student put on the correct token where the rollout leaves the worked solution.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("model", "task", "questions", "k", "pass_rate", "level_1", "level_2", "level_3", "level_4", "level_5",
+           "guess_rate", "mixed_fraction", "teacher_format_pass_rate", "teacher_format_gain",
+           "failed_rollouts", "teacher_mass_correct_token", "student_mass_correct_token",
+           "teacher_above_student_fraction", "precision")
+
+
+def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, task) of the ``reports`` (model name -> base_report.json content), in COLUMNS order."""
+    rows = []
+    for model, report in reports.items():
+        for task, result in report.get("tasks", {}).items():
+            by_level = result.get("mean_pass_rate_by_difficulty", {})
+            signal = result.get("teacher_signal_on_failures") or {}
+            teacher = result.get("teacher_format_mean_pass_rate")
+            rows.append({
+                "model": model, "task": task, "questions": result["questions"], "k": result["k"],
+                "pass_rate": result["mean_pass_rate"],
+                **{f"level_{level}": by_level.get(str(level)) for level in range(1, 6)},
+                "guess_rate": result.get("guess_rate"),
+                "mixed_fraction": result["mixed_fraction"],
+                "teacher_format_pass_rate": teacher,
+                "teacher_format_gain": None if teacher is None else teacher - result["mean_pass_rate"],
+                "failed_rollouts": signal.get("failed_rollouts"),
+                "teacher_mass_correct_token": signal.get("teacher_mass_on_correct_token"),
+                "student_mass_correct_token": signal.get("student_mass_on_correct_token"),
+                "teacher_above_student_fraction": signal.get("teacher_above_student_fraction"),
+                "precision": report.get("precision", "bf16" if report.get("bf16") else "fp32"),
+            })
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_base_table(report_paths: Mapping[str, str | Path], csv_path: str | Path,
+                     md_path: str | Path | None = None) -> list[dict[str, Any]]:
+    """Read the reports (model name -> path), write the table as CSV (and Markdown); returns the rows."""
+    import csv
+
+    rows = base_model_rows({model: json.loads(Path(path).read_text()) for model, path in report_paths.items()})
+    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    if md_path is not None:
+        Path(md_path).write_text(markdown_table(rows))
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
