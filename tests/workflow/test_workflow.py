@@ -133,7 +133,9 @@ DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, 
     [
         # one key of the default changed: the rest of the default stays (63 jobs), the value gets its schema type
         (["train={lr: 3e-4}"], DEFAULT_COUNTS),
-        (["base_model={bf16: false, warm_start_steps: 10}"], DEFAULT_COUNTS),
+        (["base_model={bf16: false, warm_start_steps: 10, copy_drill_steps: 5}"], DEFAULT_COUNTS),
+        # the expected results named: their comparison table joins the DAG
+        (["expected_results=docs/results/default/tables"], {**DEFAULT_COUNTS, "expected_comparison": 1}),
         # a list override: 3 seeds -> 39 runs, 39 + 4 evaluations
         (["seeds=[0, 1, 2]"], {**DEFAULT_COUNTS, "train": 39, "evaluate": 43}),
         # an ablation variant under a free key (a second main-grid sc_sdpo is refused: see below)

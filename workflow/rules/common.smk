@@ -75,6 +75,7 @@ def all_outputs():
         *expand(f"{RESULTS}/tables/{{name}}.csv", name=TABLE_NAMES),
         *expand(f"{FIGURES}/{{fig}}.png", fig=FIGURE_NAMES),
         *([f"{RESULTS}/tables/base_models.csv"] if base_table else []),
+        *([f"{RESULTS}/tables/expected_comparison.csv"] if config.get("expected_results") else []),
     ]
 
 

@@ -41,3 +41,26 @@ rule base_table:
         "../../envs/cpu.yaml"
     script:
         "../scripts/base_table.py"
+
+
+# a run next to the expected results shipped with the repository (config key expected_results)
+rule expected_comparison:
+    input:
+        main=f"{RESULTS}/tables/main_table.csv",
+        ablation=f"{RESULTS}/tables/ablation_table.csv",
+        base_models=f"{RESULTS}/tables/base_models.csv",
+    output:
+        csv=report(
+            f"{RESULTS}/tables/expected_comparison.csv",
+            caption="../../scsdpo_verl/analysis/report/expected_comparison.rst",
+            category="Tables",
+        ),
+        md=f"{RESULTS}/tables/expected_comparison.md",
+    params:
+        expected=config.get("expected_results"),
+    log:
+        f"{RESULTS}/logs/expected_comparison.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/expected_comparison.py"

@@ -1,0 +1,86 @@
+"""A run's tables next to the expected ones shipped under ``docs/results/`` (a regression check).
+
+``compare_tables`` matches the rows of two CSV tables by their non-numeric columns (model, method, task, metric,
+...) and lists every numeric cell with both values; a cell that differs by more than ``tolerance`` (or a row
+that only one side has) is flagged. The same seeds on the same kind of machine give the same numbers, so a
+flag means another machine, another library version, or a change in the code or config.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("table", "row", "column", "yours", "expected", "difference", "flag")
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _read(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def compare_rows(name: str, yours: Sequence[Mapping[str, str]], expected: Sequence[Mapping[str, str]],
+                 tolerance: float = 1e-9) -> list[dict[str, Any]]:
+    """Cell-by-cell comparison of two tables with the same columns (see the module doc)."""
+    columns = list(expected[0]) if expected else list(yours[0]) if yours else []
+    # key columns: those where no expected cell is a number (empty cells do not decide)
+    keys = [c for c in columns if not any(_number(row.get(c, "")) is not None for row in [*expected, *yours])]
+    values = [c for c in columns if c not in keys]
+
+    def index(rows: Sequence[Mapping[str, str]]) -> dict[str, Mapping[str, str]]:
+        return {" / ".join(row.get(k, "") for k in keys): row for row in rows}
+
+    mine, theirs = index(yours), index(expected)
+    out: list[dict[str, Any]] = []
+    for row in [*theirs, *(r for r in mine if r not in theirs)]:
+        if row not in mine or row not in theirs:
+            out.append({"table": name, "row": row, "column": "", "yours": "" if row not in mine else "present",
+                        "expected": "" if row not in theirs else "present", "difference": "",
+                        "flag": "only in yours" if row in mine else "missing in yours"})
+            continue
+        for column in values:
+            a, b = _number(mine[row].get(column, "")), _number(theirs[row].get(column, ""))
+            if a is None and b is None:
+                continue
+            differs = a is None or b is None or abs(a - b) > tolerance
+            out.append({"table": name, "row": row, "column": column, "yours": "" if a is None else a,
+                        "expected": "" if b is None else b, "difference": "" if differs and (a is None or b is None)
+                        else a - b, "flag": "DIFFERENT" if differs else ""})
+    return out
+
+
+def compare_tables(yours: Mapping[str, str | Path], expected_dir: str | Path, out_csv: str | Path,
+                   out_md: str | Path | None = None, tolerance: float = 1e-9) -> list[dict[str, Any]]:
+    """Compare each table (name -> this run's CSV) with ``expected_dir/<name>.csv``; write the comparison."""
+    rows: list[dict[str, Any]] = []
+    for name, path in yours.items():
+        reference = Path(expected_dir) / f"{name}.csv"
+        if not reference.is_file():
+            rows.append({"table": name, "row": "", "column": "", "yours": "present", "expected": "",
+                         "difference": "", "flag": f"no expected table {reference}"})
+            continue
+        rows.extend(compare_rows(name, _read(path), _read(reference), tolerance))
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    if out_md is not None:
+        flagged = [r for r in rows if r["flag"]]
+        lines = [f"{len(flagged)} of {len(rows)} cells differ from the expected results in {expected_dir}", "",
+                 "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS)
+                  + " |" for r in flagged + [r for r in rows if not r["flag"]]]
+        Path(out_md).write_text("\n".join(lines) + "\n")
+    return rows
