@@ -6,8 +6,10 @@ Everything here is importable and tested (tests/test_pipeline.py); the rule scri
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -598,8 +600,26 @@ def main(argv: list[str] | None = None) -> int:
     finish.add_argument("run_dir")
     finish.add_argument("final_dir")
     finish.add_argument("summary")
+    publish = commands.add_parser("publish-results", help="copy a finished run's tables, figures and base reports "
+                                  "to docs/results/<config> as the expected results (analysis.expected)")
+    publish.add_argument("dest", help="e.g. docs/results/default")
+    publish.add_argument("--command", dest="run_command", required=True,
+                         help="the command that made the run, for the manifest")
+    publish.add_argument("--wall-seconds", type=float, default=None, help="the run's measured wall time")
+    publish.add_argument("--results", default="results")
+    publish.add_argument("--figures", default="figures")
     args = parser.parse_args(argv)
-    finish_verl_run(args.run_dir, args.final_dir, args.summary)
+    if args.command == "finish-verl-run":
+        finish_verl_run(args.run_dir, args.final_dir, args.summary)
+    else:
+        from scsdpo_verl.analysis.expected import publish_reference
+
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else ""
+        manifest = publish_reference(args.results, args.figures, args.dest, command=args.run_command, commit=commit,
+                                     wall_seconds=args.wall_seconds, machine=f"{os.cpu_count()} cores, {cpu}")
+        print(f"{len(manifest['files'])} files to {args.dest} (commit {commit[:12]})")
     return 0
 
 

@@ -9,6 +9,7 @@ flag means another machine, another library version, or a change in the code or 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,3 +85,36 @@ def compare_tables(yours: Mapping[str, str | Path], expected_dir: str | Path, ou
                   + " |" for r in flagged + [r for r in rows if not r["flag"]]]
         Path(out_md).write_text("\n".join(lines) + "\n")
     return rows
+
+
+# what a reference run ships: the tables compared above, the rest of the tables, the figures, the base reports
+PUBLISHED_GLOBS = {"tables": ("*.csv", "*.md"), "figures": ("*.png",)}
+
+
+def publish_reference(results_dir: str | Path, figures_dir: str | Path, dest: str | Path, *, command: str,
+                      commit: str, wall_seconds: float | None = None, machine: str = "") -> dict[str, Any]:
+    """Copy a finished run's tables, figures and base-model reports to ``dest`` (``docs/results/<config>``) with a
+    ``MANIFEST.json`` naming the commit, the command, the machine and the run time, so that a later run with
+    ``expected_results: <dest>/tables`` is compared with it. ``expected_comparison.*`` is not copied (it is the
+    comparison with the previous reference). Returns the manifest."""
+    import shutil
+
+    results_dir, dest = Path(results_dir), Path(dest)
+    files: list[str] = []
+    for sub, source in (("tables", results_dir / "tables"), ("figures", Path(figures_dir))):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+        for pattern in PUBLISHED_GLOBS[sub]:
+            for path in sorted(source.glob(pattern)):
+                if path.stem != "expected_comparison":
+                    shutil.copy2(path, dest / sub / path.name)
+                    files.append(f"{sub}/{path.name}")
+    for report in sorted((results_dir / "models").glob("*/base_report.json")):
+        (dest / "models").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(report, dest / "models" / f"{report.parent.name}_base_report.json")
+        files.append(f"models/{report.parent.name}_base_report.json")
+    if not any(f.startswith("tables/") for f in files):
+        raise FileNotFoundError(f"no tables under {results_dir / 'tables'}: run the workflow first")
+    manifest = {"commit": commit, "command": command, "wall_seconds": wall_seconds, "machine": machine,
+                "files": files}
+    (dest / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -38,3 +39,34 @@ def test_empty_cells_count_and_missing_expected_table_is_said(tmp_path):
     assert flags[("main", "mean")] == "DIFFERENT" and flags[("main", "n_seeds")] == ""
     assert flags[("base", "")].startswith("no expected table")
     assert (tmp_path / "cmp.md").read_text().startswith("2 of 3 cells differ")
+
+
+def test_publish_copies_tables_figures_reports_and_a_manifest_then_compares_equal(tmp_path):
+    from scsdpo_verl.pipeline import main
+
+    results, figures = tmp_path / "results", tmp_path / "figures"
+    (results / "tables").mkdir(parents=True)
+    (results / "models" / "qwen3-tiny").mkdir(parents=True)
+    figures.mkdir()
+    (results / "tables" / "main_table.csv").write_text("model,metric,mean\na,mean@16,0.5\n")
+    (results / "tables" / "main_table.md").write_text("| a |\n")
+    (results / "tables" / "expected_comparison.csv").write_text("stale\n")
+    (results / "models" / "qwen3-tiny" / "base_report.json").write_text("{}")
+    (figures / "fig1.png").write_bytes(b"png")
+    dest = tmp_path / "docs" / "default"
+    assert main(["publish-results", str(dest), "--command", "snakemake --cores all", "--wall-seconds", "1200",
+                 "--results", str(results), "--figures", str(figures)]) == 0
+    manifest = json.loads((dest / "MANIFEST.json").read_text())
+    assert manifest["command"] == "snakemake --cores all" and manifest["wall_seconds"] == 1200
+    assert sorted(manifest["files"]) == ["figures/fig1.png", "models/qwen3-tiny_base_report.json",
+                                         "tables/main_table.csv", "tables/main_table.md"]
+    assert not (dest / "tables" / "expected_comparison.csv").exists()
+    rows = compare_tables({"main_table": results / "tables" / "main_table.csv"}, dest / "tables", tmp_path / "c.csv")
+    assert [r["flag"] for r in rows] == [""]
+
+
+def test_publish_refuses_a_run_without_tables(tmp_path):
+    from scsdpo_verl.analysis.expected import publish_reference
+
+    with pytest.raises(FileNotFoundError, match="no tables under"):
+        publish_reference(tmp_path / "results", tmp_path / "figures", tmp_path / "dest", command="x", commit="y")

@@ -5,20 +5,16 @@ Every question needs a computation whose number of steps grows with the level:
 ====== ======================================================== ===================================
 level  what it asks                                             example worked reasoning
 ====== ======================================================== ===================================
-1      one unit up-conversion, options far apart                ``47 * 1000 = 47000``
-2      one step, numbers 2..12 (unit up-conversion, a * b, a/b) ``3 * 100 = 300``
-3      one step, two-digit numbers or a decimal down-conversion  ``2500 / 1000 = 2.5``
-4      two steps (convert then share, rate over minutes, +/-)    ``2 kg = 2000 g; 2000 / 4 = 500``
-5      three or four steps (ratio, speed, density; tank, mol,    ``..; ..; ..(; ..)``
-       mix)
+1      one step, numbers 2..12 (unit up-conversion, a * b, a/b) ``3 * 100 = 300``
+2      one step, two-digit numbers or a decimal down-conversion  ``2500 / 1000 = 2.5``
+3      two steps (convert then share, rate over minutes, +/-)    ``2 kg = 2000 g; 2000 / 4 = 500``
+4      three steps (ratio with conversion, speed, density)       ``..; ..; ..``
+5      four steps, larger numbers (tank balance, mol yield, mix)  ``..; ..; ..; ..``
 ====== ======================================================== ===================================
 
-From level 2 on, distractors are the results of typical mistakes (a skipped step, a wrong conversion factor,
-the wrong operation), so partial reasoning is led to a wrong option rather than to a random one. Level 1's
-distractors are the same conversion of other numbers with other leading digits: copying the number and the
-unit's factor is enough to find the option, which gives the CPU default's ~1M-parameter models a level they
-can master (calibrated on the validation split). Levels 1..4 have some 2-choice questions
-(``TWO_CHOICE_PROB``) like SciKnowEval's mcq-2-choices; arithmetic is exact (``Fraction``).
+Distractors are the results of typical mistakes (a skipped step, a wrong conversion factor, the wrong
+operation), so partial reasoning is led to a wrong option rather than to a random one. Levels 1..3 have some
+2-choice questions (``TWO_CHOICE_PROB``) like SciKnowEval's mcq-2-choices; arithmetic is exact (``Fraction``).
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ SYSTEM_PROMPT = (
     "where X is the option letter."
 )
 NUM_LEVELS = 5
-TWO_CHOICE_PROB = {1: 0.3, 2: 0.3, 3: 0.2, 4: 0.1, 5: 0.0}
+TWO_CHOICE_PROB = {1: 0.3, 2: 0.2, 3: 0.1, 4: 0.0, 5: 0.0}
 
 # (big unit, small unit, factor): 1 big = factor small
 CONVERSIONS = (("m", "cm", 100), ("kg", "g", 1000), ("L", "mL", 1000), ("cm", "mm", 10), ("min", "s", 60),
@@ -70,21 +66,7 @@ def _q(stem: str, steps: list[str], answer, mistakes, family: str) -> SciQuestio
     return SciQuestion(stem, tuple(steps), Fraction(answer), tuple(Fraction(m) for m in mistakes), family)
 
 
-# ----------------------------------------------------------------------------------------- level 1: one copy
-
-
-def _convert_far(rng: random.Random) -> SciQuestion:
-    big, small, factor = rng.choice([c for c in CONVERSIONS if c[2] in (10, 100, 1000)])  # the number + zeros
-    a = rng.randint(2, 99)
-    stem = rng.choice((f"How many {small} are in {a} {big}?", f"Convert {a} {big} to {small}."))
-    # the same conversion of numbers with the same digit count and other leading digits
-    low, high = (2, 9) if a < 10 else (10, 99)
-    leads = rng.sample([d for d in range(1, 10) if d != int(str(a)[0]) and (low > 9 or d >= low)], 4)
-    others = [rng.choice([b for b in range(low, high + 1) if int(str(b)[0]) == d]) for d in leads]
-    return _q(stem, [f"{a} * {factor} = {a * factor}"], a * factor, [b * factor for b in others], "convert")
-
-
-# ----------------------------------------------------------------------------------------- level 2: one step
+# ----------------------------------------------------------------------------------------- level 1: one step
 
 
 def _convert_up(rng: random.Random) -> SciQuestion:
@@ -115,7 +97,7 @@ def _speed(rng: random.Random) -> SciQuestion:
     return _q(stem, [f"{v} * {t} = {v * t}"], v * t, [v + t, v * t + v, v * (t - 1), v * t - 1], "speed")
 
 
-# ----------------------------------------------------------------------------------------- level 3: one step, harder
+# ----------------------------------------------------------------------------------------- level 2: one step, harder
 
 
 def _convert_down(rng: random.Random) -> SciQuestion:
@@ -140,7 +122,7 @@ def _share2(rng: random.Random) -> SciQuestion:
     return _q(stem, [f"{total} / {b} = {a}"], a, [a + 10, a - 10, total - b, a + b], "share")
 
 
-# ----------------------------------------------------------------------------------------- level 4: two steps
+# ----------------------------------------------------------------------------------------- level 3: two steps
 
 
 def _convert_share(rng: random.Random) -> SciQuestion:
@@ -169,7 +151,7 @@ def _add_remove(rng: random.Random) -> SciQuestion:
     return _q(stem, steps, answer, [a + b + c, abs(a - b - c), a + b, a - c + 1], "balance")
 
 
-# ----------------------------------------------------------------------------------------- level 5: three steps
+# ----------------------------------------------------------------------------------------- level 4: three steps
 
 
 def _ratio_mix(rng: random.Random) -> SciQuestion:
@@ -243,11 +225,11 @@ def _mix_split(rng: random.Random) -> SciQuestion:
 
 
 FAMILIES: dict[int, tuple[Callable[[random.Random], SciQuestion], ...]] = {
-    1: (_convert_far,),
-    2: (_convert_up, _product, _share, _speed),
-    3: (_convert_down, _product2, _share2),
-    4: (_convert_share, _rate_minutes, _add_remove),
-    5: (_ratio_mix, _speed_convert, _density, _tank, _mol_yield, _mix_split),
+    1: (_convert_up, _product, _share, _speed),
+    2: (_convert_down, _product2, _share2),
+    3: (_convert_share, _rate_minutes, _add_remove),
+    4: (_ratio_mix, _speed_convert, _density),
+    5: (_tank, _mol_yield, _mix_split),
 }
 
 
