@@ -1,0 +1,84 @@
+"""Calibrate the CPU default's base models: warm-start a tiny model, then measure it on the VALIDATION split.
+
+    python bench/base_competence.py --model qwen3-tiny --out /tmp/base --steps 1400 --drills 600
+    python bench/base_competence.py --model qwen3-tiny --out /tmp/base --eval-only   # re-measure a saved one
+
+Prints, per synthetic task: the mean pass rate at T=1 over k samples, per level, the share of mixed questions
+(0 < successes < k), the pass rate with the worked solution in the self-teacher's prompt (what SDPO's teacher
+sees) and its gain, and on failed rollouts the mass the teacher and the student put on the correct token where
+the rollout leaves the worked solution (``models.teacher_signal``). It writes the same as JSON to
+``OUT/competence.json``. Validation questions are disjoint from train and test (``tasks.synthetic.split_of``):
+tune warm-start settings on these numbers, never on the test split the workflow reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from scsdpo_verl.local import models
+from scsdpo_verl.tasks import synthetic
+
+
+def measure(model, tokenizer, task: str, questions: int, k: int, seed: int) -> dict:
+    rows = synthetic.generate(task, questions, seed, split="validation")
+    signal = models.teacher_signal(model, tokenizer, rows, k=k, seed=seed)
+    report = models.pass_rate_report(rows, signal.pop("pass_rates"), k)
+    teacher_rows = [{**row, "prompt": models.sft_teacher_messages(row)} for row in rows]
+    teacher_rates = models.question_pass_rates(model, tokenizer, teacher_rows, k=k, seed=seed)
+    report["teacher_format_mean_pass_rate"] = sum(teacher_rates) / len(teacher_rates)
+    report["teacher_format_gain"] = report["teacher_format_mean_pass_rate"] - report["mean_pass_rate"]
+    report["teacher_signal_on_failures"] = signal
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(models.TINY_MODELS), default="qwen3-tiny")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=800, help="warm-start steps, drills included")
+    parser.add_argument("--drills", type=int, default=0, help="copy-drill steps (the first ones)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--teacher-fraction", type=float, default=0.5)
+    parser.add_argument("--rows", type=int, default=2500, help="warm-start rows per task")
+    parser.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")
+    parser.add_argument("--questions", type=int, default=24, help="validation questions per task")
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-only", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out = Path(args.out)
+    started = time.time()
+    if not args.eval_only:
+        models.make_base(args.model, out, sft_rows_per_task=args.rows, sft_steps=args.steps, sft_batch=args.batch,
+                         sft_lr=args.lr, teacher_fraction=args.teacher_fraction, copy_drill_steps=args.drills,
+                         bf16={"true": True, "false": False}.get(args.bf16, args.bf16), eval_questions=0,
+                         seed=args.seed, threads=args.threads)
+    warm_seconds = time.time() - started
+    torch.set_num_threads(args.threads)
+    model, tokenizer = models.load_pretrained(out)
+    result = {"args": vars(args), "warm_start_seconds": round(warm_seconds, 1), "tasks": {}}
+    for task in models.SYNTHETIC_TASKS:
+        report = measure(model, tokenizer, task, args.questions, args.k, args.seed + 777)
+        result["tasks"][task] = report
+        signal = report["teacher_signal_on_failures"]
+        levels = " ".join(f"{v:.2f}" for v in report["mean_pass_rate_by_difficulty"].values())
+        print(f"{task}: pass rate {report['mean_pass_rate']:.3f} (levels {levels}), mixed "
+              f"{report['mixed_fraction']:.2f}; teacher format {report['teacher_format_mean_pass_rate']:.3f} "
+              f"(gain {report['teacher_format_gain']:+.3f}); on {signal['failed_rollouts']} failed rollouts "
+              f"teacher {signal['teacher_mass_on_correct_token'] or 0:.3f} vs student "
+              f"{signal['student_mass_on_correct_token'] or 0:.3f} on the correct token", flush=True)
+    result["seconds"] = round(time.time() - started, 1)
+    (out / "competence.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
