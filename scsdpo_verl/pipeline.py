@@ -69,11 +69,11 @@ def _allowed_types(schema: Mapping[str, Any]) -> set[str]:
 
 def _coerce_scalar(text: str, types: set[str]) -> Any:
     """The typed value of a command-line string where the schema expects a non-string; else the string."""
+    lowered = text.strip().lower()
+    if "null" in types and lowered in _NULL:  # also for [string, null]: `expected_results=null` means none
+        return None
     if "string" in types or not types:
         return text
-    lowered = text.strip().lower()
-    if "null" in types and lowered in _NULL:
-        return None
     if "boolean" in types and lowered in _TRUE + _FALSE:
         return lowered in _TRUE
     if "integer" in types and _INTEGER.fullmatch(text.strip()):

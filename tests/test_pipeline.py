@@ -107,6 +107,9 @@ def test_command_line_strings_get_the_schema_types():
     # an enum of a string and booleans: its string stays a string, the booleans written as text become booleans
     assert coerce_to_schema({"base_model": {"bf16": "auto"}}, SCHEMA, SCHEMA) == {"base_model": {"bf16": "auto"}}
     assert coerce_to_schema({"base_model": {"bf16": "TRUE"}}, SCHEMA, SCHEMA) == {"base_model": {"bf16": True}}
+    # a string-or-null key: null written as text is null, any other text the string
+    assert coerce_to_schema({"expected_results": "null"}, SCHEMA, SCHEMA) == {"expected_results": None}
+    assert coerce_to_schema({"expected_results": "docs/x"}, SCHEMA, SCHEMA) == {"expected_results": "docs/x"}
     typed_file = coerce_to_schema({"base_model": {"bf16": True}, "seeds": [3]}, SCHEMA, SCHEMA)
     assert typed_file == {"base_model": {"bf16": True}, "seeds": [3]}  # a config file's values pass unchanged
 

@@ -46,10 +46,11 @@ def test_lint_is_clean(tmp_path):
 @pytest.mark.parametrize(
     ("configfile", "profile", "expected"),
     [
-        # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 1 x 2 = 26 runs; eval 26 + base 2 x 2
+        # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 1 x 2 = 26 runs; eval 26 + base 2 x 2;
+        # its expected_results key adds the comparison with docs/results/default
         ("config/default.yaml", None,
          {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1, "base_table": 1,
-          "all": 1}),
+          "expected_comparison": 1, "all": 1}),
         # 1 x 2 x 3 x 1 + ablation 1 = 7 runs; eval 7 + base 1 x 2
         ("config/smoke.yaml", None,
          {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 9, "tables": 1, "figures": 1, "base_table": 1,
@@ -125,7 +126,7 @@ def test_broken_config_fails_at_validation_naming_the_key(tmp_path, mutate, mess
 
 
 DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1,
-                  "base_table": 1, "all": 1}
+                  "base_table": 1, "expected_comparison": 1, "all": 1}
 
 
 @pytest.mark.parametrize(
@@ -134,8 +135,8 @@ DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, 
         # one key of the default changed: the rest of the default stays (63 jobs), the value gets its schema type
         (["train={lr: 3e-4}"], DEFAULT_COUNTS),
         (["base_model={bf16: false, warm_start_steps: 10, copy_drill_steps: 5}"], DEFAULT_COUNTS),
-        # the expected results named: their comparison table joins the DAG
-        (["expected_results=docs/results/default/tables"], {**DEFAULT_COUNTS, "expected_comparison": 1}),
+        # no expected results: their comparison table leaves the DAG
+        (["expected_results=null"], {k: v for k, v in DEFAULT_COUNTS.items() if k != "expected_comparison"}),
         # a list override: 3 seeds -> 39 runs, 39 + 4 evaluations
         (["seeds=[0, 1, 2]"], {**DEFAULT_COUNTS, "train": 39, "evaluate": 43}),
         # an ablation variant under a free key (a second main-grid sc_sdpo is refused: see below)
