@@ -10,9 +10,11 @@ the student put on the correct token where the rollout leaves the worked solutio
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from scsdpo_verl.analysis.rows import markdown_table, write_csv
 
 COLUMNS = ("model", "task", "questions", "k", "pass_rate", "level_1", "level_2", "level_3", "level_4", "level_5",
            "guess_rate", "mixed_fraction", "teacher_format_pass_rate", "teacher_format_gain",
@@ -56,20 +58,8 @@ def _cell(value: Any) -> str:
 def write_base_table(report_paths: Mapping[str, str | Path], csv_path: str | Path,
                      md_path: str | Path | None = None) -> list[dict[str, Any]]:
     """Read the reports (model name -> path), write the table as CSV (and Markdown); returns the rows."""
-    import csv
-
     rows = base_model_rows({model: json.loads(Path(path).read_text()) for model, path in report_paths.items()})
-    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, csv_path, COLUMNS)
     if md_path is not None:
-        Path(md_path).write_text(markdown_table(rows))
+        Path(md_path).write_text(markdown_table(rows, COLUMNS, _cell))
     return rows
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"

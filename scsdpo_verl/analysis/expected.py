@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scsdpo_verl.analysis.rows import markdown_table, write_csv
+
 COLUMNS = ("table", "row", "column", "yours", "expected", "difference", "flag")
 
 
@@ -72,18 +74,13 @@ def compare_tables(yours: Mapping[str, str | Path], expected_dir: str | Path, ou
                          "difference": "", "flag": f"no expected table {reference}"})
             continue
         rows.extend(compare_rows(name, _read(path), _read(reference), tolerance))
-    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, out_csv, COLUMNS)
     if out_md is not None:
         flagged = [r for r in rows if r["flag"]]
-        lines = [f"{len(flagged)} of {len(rows)} cells differ from the expected results in {expected_dir}", "",
-                 "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS)
-                  + " |" for r in flagged + [r for r in rows if not r["flag"]]]
-        Path(out_md).write_text("\n".join(lines) + "\n")
+        table = markdown_table(flagged + [r for r in rows if not r["flag"]], COLUMNS,
+                               lambda value: f"{value:.4f}" if isinstance(value, float) else str(value))
+        Path(out_md).write_text(f"{len(flagged)} of {len(rows)} cells differ from the expected results in "
+                                f"{expected_dir}\n\n{table}")
     return rows
 
 
