@@ -576,6 +576,7 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
                               "sft_steps": sft_steps, "sft_batch": sft_batch, "sft_lr": sft_lr,
                               "teacher_fraction": teacher_fraction, "teacher_first_steps": teacher_first_steps,
+                              "copy_drill_steps": copy_drill_steps,
                               "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,
@@ -610,7 +611,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output directory (a standard HF model directory)")
     parser.add_argument("--tasks", nargs="+", default=list(SYNTHETIC_TASKS))
     parser.add_argument("--sft-steps", type=int, default=None,
-                        help="warm-start steps (default 800 for tiny models, 0 for the pretrained smollm2-135m)")
+                        help="warm-start steps, copy drills included (default 1400 for tiny models, as the "
+                        "workflow's base_model.warm_start_steps; 0 for the pretrained smollm2-135m)")
+    parser.add_argument("--copy-drill-steps", type=int, default=None,
+                        help="the first warm-start steps on copy drills (default 600 for tiny models, else 0)")
     parser.add_argument("--sft-batch", type=int, default=32)
     parser.add_argument("--sft-lr", type=float, default=5e-3)
     parser.add_argument("--teacher-fraction", type=float, default=0.5,
@@ -624,10 +628,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.bf16 = {"true": True, "false": False}.get(args.bf16, args.bf16)
+    tiny = args.model not in PRETRAINED_MODELS
     if args.sft_steps is None:
-        args.sft_steps = 0 if args.model in PRETRAINED_MODELS else 800
+        args.sft_steps = 1400 if tiny else 0
+    if args.copy_drill_steps is None:
+        args.copy_drill_steps = min(600, args.sft_steps) if tiny else 0
     report = make_base(args.model, args.out, tasks=args.tasks, sft_steps=args.sft_steps, sft_batch=args.sft_batch,
-                       sft_lr=args.sft_lr, teacher_fraction=args.teacher_fraction, bf16=args.bf16,
+                       sft_lr=args.sft_lr, teacher_fraction=args.teacher_fraction,
+                       copy_drill_steps=args.copy_drill_steps, bf16=args.bf16,
                        eval_questions=args.eval_questions, eval_k=args.eval_k, seed=args.seed,
                        threads=args.threads)
     print(json.dumps(report, indent=2))
