@@ -8,6 +8,7 @@ and an ``(ERROR/3)`` line on the console: both fail the test.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -39,11 +40,23 @@ def report(tmp_path_factory) -> tuple[str, str]:
     config = write_results(workdir / "results")
     for run in (workdir / "results" / "runs").glob("*/*/*/seed*"):
         (run / "summary.json").write_text("{}")  # the train rule's output, an input of tables and figures
+    # the base_model rule's outputs (a checkpoint directory and its report), inputs of the base-model table
+    base = workdir / "results" / "models" / "tiny"
+    (base / "base").mkdir(parents=True)
+    task_report = {"questions": 4, "k": 8, "mean_pass_rate": 0.5, "mixed_fraction": 0.5,
+                   "histogram_successes_of_k": [1, 0, 0, 0, 2, 0, 0, 0, 1], "mean_pass_rate_by_difficulty": {"1": 0.5},
+                   "teacher_format_mean_pass_rate": 0.75}
+    (base / "base_report.json").write_text(json.dumps({"tasks": {"sci": task_report}, "precision": "fp32"}))
+    # expected results with one row the run does not have: the comparison flags it
+    expected = workdir / "expected"
+    expected.mkdir()
+    (expected / "main_table.csv").write_text("model,label,mean\nnot-a-model,GRPO,1.0\n")
     workflow_config = {"models": {"tiny": {"kind": "tiny", "name": "qwen3-tiny"}},
                        "tasks": {"sci": {"kind": "synthetic_science"}, "tool": {"kind": "synthetic_tooluse"}},
-                       "methods": config["methods"], "seeds": config["seeds"], "ablation": config["ablation"]}
+                       "methods": config["methods"], "seeds": config["seeds"], "ablation": config["ablation"],
+                       "expected_results": str(expected)}
     (workdir / "config.yaml").write_text(yaml.safe_dump(workflow_config))
-    _snakemake(workdir, "--cores", "1", "--allowed-rules", "tables", "figures")
+    _snakemake(workdir, "--cores", "1", "--allowed-rules", "tables", "figures", "base_table", "expected_comparison")
     proc = _snakemake(workdir, "--report", str(workdir / "report.html"))
     return (workdir / "report.html").read_text(errors="replace"), proc.stdout + proc.stderr
 
@@ -56,6 +69,7 @@ def test_report_has_no_docutils_messages(report):
 
 def test_report_holds_every_table_and_figure_with_its_caption(report):
     html, _ = report
-    for name in (*FIGURE_NAMES, *TABLE_NAMES):
+    for name in (*FIGURE_NAMES, *TABLE_NAMES, "base_models", "expected_comparison"):
         assert name in html, name
+    assert "teacher_format_gain" in html and "the expected results shipped with the repository" in html
     assert "the absolute advantage summed over its samples" in html  # figure 1's caption, rendered

@@ -55,7 +55,7 @@ def test_all_tables_figures_and_report(smoke_run):
 def test_console_shows_progress_not_empty_shell_commands(smoke_local_run):
     _, run = smoke_local_run
     assert "Shell command" not in run.log  # script rules have none: printing "None" per job was noise
-    assert "22 of 22 steps (100%) done" in run.log and "log: results/logs/train/" in run.log
+    assert "23 of 23 steps (100%) done" in run.log and "log: results/logs/train/" in run.log
 
 
 def test_run_dirs_are_self_describing(smoke_run):
