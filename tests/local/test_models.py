@@ -213,6 +213,20 @@ def test_teacher_first_steps_train_on_the_teacher_format_only_then_on_the_mix(to
     assert kinds == [{"drill"}, {"drill"}, {"teacher"}, {"plain"}]
 
 
+def test_the_last_third_of_drills_copies_from_the_teacher_slot(tokenizer):
+    """Plain drills first (copying appears there), then the teacher_fraction share copies from the
+    demonstration slot: in a mix from the start copying did not appear."""
+    torch.set_num_threads(1)
+    model = _small_model(tokenizer)
+    kinds = []
+    model.register_forward_pre_hook(lambda _, args, kw: kinds.append(
+        {"task" if "Answer as" in text else "teacher drill" if "Correct solution:" in text else "drill"
+         for text in tokenizer.batch_decode(kw["input_ids"])}), with_kwargs=True)
+    models.warm_start(model, tokenizer, fake_rows(16, 0), steps=7, batch_size=8, lr=1e-2, log_every=0,
+                      progress_bar=False, teacher_fraction=1.0, copy_drill_steps=6)
+    assert kinds == [{"drill"}] * 4 + [{"teacher drill"}] * 2 + [{"task"}]
+
+
 def test_warm_start_refuses_more_drill_and_teacher_steps_than_steps(tokenizer):
     with pytest.raises(ValueError, match=r"copy_drill_steps \(3\) \+ teacher_first_steps \(2\) exceed .* 4 steps"):
         models.warm_start(_small_model(tokenizer), tokenizer, fake_rows(8, 0), steps=4, copy_drill_steps=3,
