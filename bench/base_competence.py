@@ -26,15 +26,9 @@ from scsdpo_verl.tasks import synthetic
 
 
 def measure(model, tokenizer, task: str, questions: int, k: int, seed: int) -> dict:
+    """``models.competence_report`` on ``questions`` validation questions of ``task``."""
     rows = synthetic.generate(task, questions, seed, split="validation")
-    signal = models.teacher_signal(model, tokenizer, rows, k=k, seed=seed)
-    report = models.pass_rate_report(rows, signal.pop("pass_rates"), k)
-    teacher_rows = [{**row, "prompt": models.sft_teacher_messages(row)} for row in rows]
-    teacher_rates = models.question_pass_rates(model, tokenizer, teacher_rows, k=k, seed=seed)
-    report["teacher_format_mean_pass_rate"] = sum(teacher_rates) / len(teacher_rates)
-    report["teacher_format_gain"] = report["teacher_format_mean_pass_rate"] - report["mean_pass_rate"]
-    report["teacher_signal_on_failures"] = signal
-    return report
+    return models.competence_report(model, tokenizer, rows, k=k, seed=seed)
 
 
 def main() -> None:

@@ -531,6 +531,23 @@ def pass_rate_report(rows: Sequence[dict[str, Any]], rates: Sequence[float], k: 
     return report
 
 
+def competence_report(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, k: int,
+                      seed: int) -> dict[str, Any]:
+    """What a base model can do on ``rows``: ``pass_rate_report`` of k samples at T=1 per question, the pass rate
+    with the worked solution in the self-teacher's prompt (``teacher_format_mean_pass_rate``) and its gain over
+    the plain prompt, and ``teacher_signal``'s teacher vs student mass on failed rollouts
+    (``teacher_signal_on_failures``). The plain pass rates are those of ``teacher_signal``'s own rollouts."""
+    signal = teacher_signal(model, tokenizer, rows, k=k, seed=seed)
+    report = pass_rate_report(rows, signal.pop("pass_rates"), k)
+    # the same questions with a correct solution in the self-teacher's prompt: can the teacher use it?
+    teacher_rows = [{**row, "prompt": sft_teacher_messages(row)} for row in rows]
+    teacher_rates = question_pass_rates(model, tokenizer, teacher_rows, k=k, seed=seed)
+    report["teacher_format_mean_pass_rate"] = sum(teacher_rates) / len(teacher_rates)
+    report["teacher_format_gain"] = report["teacher_format_mean_pass_rate"] - report["mean_pass_rate"]
+    report["teacher_signal_on_failures"] = signal
+    return report
+
+
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
@@ -583,19 +600,11 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                               "sft_loss_last": losses[-1] if losses else None, "tasks": {}}
     for task in tasks if eval_questions else ():
         rows = load_rows(task, eval_questions, seed + 1, "test")
-        signal = teacher_signal(model, tokenizer, rows, k=eval_k, seed=seed)
-        rates = signal.pop("pass_rates")
-        report["tasks"][task] = pass_rate_report(rows, rates, eval_k)
-        # the same questions with a correct solution in the self-teacher's prompt: can the teacher use it?
-        teacher_rows = [{**row, "prompt": sft_teacher_messages(row)} for row in rows]
-        teacher_rates = question_pass_rates(model, tokenizer, teacher_rows, k=eval_k, seed=seed)
-        report["tasks"][task]["teacher_format_mean_pass_rate"] = sum(teacher_rates) / len(teacher_rates)
-        report["tasks"][task]["teacher_format_gain"] = (report["tasks"][task]["teacher_format_mean_pass_rate"]
-                                                        - report["tasks"][task]["mean_pass_rate"])
-        report["tasks"][task]["teacher_signal_on_failures"] = signal
+        result = report["tasks"][task] = competence_report(model, tokenizer, rows, k=eval_k, seed=seed)
+        signal = result["teacher_signal_on_failures"]
         logger.info("%s: pass rate %.3f, with the solution in the teacher prompt %.3f; on %d failed rollouts the "
                     "teacher puts %.3f on the correct token, the student %.3f", task,
-                    report["tasks"][task]["mean_pass_rate"], report["tasks"][task]["teacher_format_mean_pass_rate"],
+                    result["mean_pass_rate"], result["teacher_format_mean_pass_rate"],
                     signal["failed_rollouts"], signal["teacher_mass_on_correct_token"] or 0,
                     signal["student_mass_on_correct_token"] or 0)
     report["seconds"] = round(time.time() - started, 1)
