@@ -33,7 +33,7 @@ FIGURE_NAMES = (
     "fig8_gains_by_difficulty",
     "fig9_paper_vs_this_run",
 )
-TABLE_NAMES = ("main_table", "ablation_table", "cost_table", "paper_comparison", "tooluse_scorers")
+TABLE_NAMES = ("main_table", "gains", "ablation_table", "cost_table", "paper_comparison", "tooluse_scorers")
 
 
 class ConfigProblem(ValueError):

@@ -23,12 +23,13 @@ from scsdpo_verl.analysis.scorers import build_scorer_table
 from scsdpo_verl.analysis.tables import (
     build_ablation_table,
     build_cost_table,
+    build_gain_table,
     build_main_table,
     build_paper_comparison,
     main_table_comparison,
 )
 
-TABLES = ("main_table", "ablation_table", "cost_table", "paper_comparison", "tooluse_scorers")
+TABLES = ("main_table", "gains", "ablation_table", "cost_table", "paper_comparison", "tooluse_scorers")
 CAPTION_DIR = Path(__file__).parent / "report"
 REPO_DIR = Path(__file__).resolve().parents[2]  # where a relative reporting.published.file is looked up by default
 
@@ -58,6 +59,7 @@ def make_tables(config: Mapping[str, Any], results_dir: str | Path, out_dir: str
     out_dir = Path(out_dir)
     main = build_main_table(evals, out_dir / "main_table", k=k, maj=maj, budgets=budgets, published=published,
                             teacher_signals=teacher_signals(index))
+    build_gain_table(evals, out_dir / "gains", k=k, maj=maj)
     build_ablation_table(evals, out_dir / "ablation_table", k=k, maj=maj, budgets=budgets)
     build_cost_table(index, training, out_dir / "cost_table")
     build_paper_comparison(main_table_comparison(main, evals, published, k=k, maj=maj), published[0],

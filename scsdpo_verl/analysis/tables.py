@@ -1,4 +1,5 @@
-"""The result tables: main (model x method), ablation (exponent and normaliser), cost. CSV + Markdown + LaTeX.
+"""The result tables: main (model x method), gains (trained - base, SC-SDPO - SDPO), ablation (exponent and
+normaliser), cost. CSV + Markdown + LaTeX.
 
 Every table is built as a tidy frame first (one row per cell: mean, 95% t-interval, number of seeds; values
 are accuracies in [0, 1]) and written as ``<prefix>.csv``; the Markdown and LaTeX renderings show percentages
@@ -276,6 +277,72 @@ def build_ablation_table(evals: pd.DataFrame, out_prefix: str | Path | None = No
                  average_note(averaged)]
         write_table(table, out_prefix, row_keys=("model", "label"), title="Ablation", notes=notes)
     return table
+
+
+def build_gain_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, *, k: int = 16,
+                     maj: str = "bootstrap") -> pd.DataFrame:
+    """Did training move the model, and by how much does SC-SDPO differ from SDPO: per model x benchmark x
+    {final mean@k, final maj@k}, each trained main-grid method minus the base model,
+
+        g_s = x_s - b,   b = the base model's value (mean of its evaluations, one checkpoint),
+
+    and SC-SDPO minus SDPO paired by seed, d_s = x_s(SC-SDPO) - x_s(SDPO); each with its 95% Student-t
+    interval over seeds (stats.t_interval) and whether that interval excludes 0. The same numbers as the main
+    table's rows, stated as the differences a reader checks. Writes <prefix>.csv/.md/.tex when given a prefix."""
+    methods = main_methods(evals)
+    base, sdpo, sc_sdpo = method_of(evals, "base"), method_of(evals, "sdpo"), method_of(evals, "sc_sdpo")
+    labels = dict(zip(evals["method"], evals["label"], strict=False))
+    rows = []
+    for metric in metric_pair(k, maj=maj):
+        if metric not in evals:
+            continue
+        values = per_seed_values(evals[evals["method"].isin(methods)], ["model", "method"], metric)
+        for (model, benchmark), part in values.groupby(["model", "benchmark"], sort=False):
+            per_method = {m: dict(zip(cells["seed"], cells["value"], strict=True))
+                          for m, cells in part.groupby("method", sort=False)}
+            comparisons = []
+            if base in per_method:
+                reference = float(np.mean(list(per_method[base].values())))
+                comparisons += [(m, f"{labels.get(m, m)} − {labels.get(base, 'Base')}",
+                                 t_interval([v - reference for v in per_method[m].values()]))
+                                for m in methods if m != base and m in per_method]
+            if sdpo in per_method and sc_sdpo in per_method:
+                comparisons.append((delta_method(sc_sdpo, sdpo), f"{labels[sc_sdpo]} − {labels[sdpo]}",
+                                    difference_interval(per_method[sc_sdpo], per_method[sdpo])))
+            for method, label, interval in comparisons:
+                excludes = bool(interval.low > 0 or interval.high < 0)  # False when there is no interval (NaN)
+                rows.append({**_cell({"model": model, "method": method, "label": label, "benchmark": benchmark},
+                                     metric, interval), "excludes_zero": excludes})
+    table = pd.DataFrame(rows, columns=[*TIDY_COLUMNS, "excludes_zero"]).drop(columns="budget_not_reached")
+    if out_prefix is not None:
+        _write_gain_table(table, Path(out_prefix), k=k, maj=maj)
+    return table
+
+
+def _write_gain_table(table: pd.DataFrame, out_prefix: Path, *, k: int, maj: str) -> None:
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_prefix.with_suffix(".csv"), index=False)
+
+    def points(value: float) -> str:
+        return "–" if math.isnan(value) else f"{100 * value:+.1f}"
+
+    shown = pd.DataFrame([{
+        "model": row["model"], "difference": row["label"], "benchmark": row["benchmark"],
+        "metric": f"final {display_metric(row['metric'])}",
+        "mean ± half-width": format_cell(row["mean"], row["half_width"], signed=True),
+        "95% interval": f"[{points(row['ci_low'])}, {points(row['ci_high'])}]",
+        "seeds": int(row["n_seeds"]), "excludes 0": "yes" if row["excludes_zero"] else "no",
+    } for _, row in table.iterrows()], columns=["model", "difference", "benchmark", "metric", "mean ± half-width",
+                                                "95% interval", "seeds", "excludes 0"])
+    notes = [f"Differences in accuracy points of lm-eval's final mean@{k} / maj@{k} on the test split, mean over "
+             "seeds ± the half-width of the 95% Student-t interval over seeds. Method − Base: each seed's final "
+             "checkpoint minus the base model (one checkpoint, no interval of its own). SC-SDPO − SDPO: paired by "
+             "seed. 'excludes 0': the interval lies entirely above or below 0 (never with one seed).",
+             maj_note(k, maj)]
+    footer = "".join(f"\n{note}\n" for note in notes)
+    out_prefix.with_suffix(".md").write_text("**Gains: trained minus base, SC-SDPO minus SDPO**\n\n"
+                                             + to_markdown(shown) + footer)
+    out_prefix.with_suffix(".tex").write_text(to_latex(shown, caption=" ".join(["Gains.", *notes])))
 
 
 # --------------------------------------------------------------------------------------------------- notes

@@ -14,6 +14,7 @@ from scsdpo_verl.analysis.tables import (
     DELTA_METHOD,
     build_ablation_table,
     build_cost_table,
+    build_gain_table,
     build_main_table,
     format_cell,
     latex_escape,
@@ -103,6 +104,41 @@ def test_main_table_values_and_delta(evals, tmp_path):
     assert "| tiny | Base | 1 | 30.0 | 32.0 | 20.0 | 22.0 | 25.0 | 27.0 |" in markdown
     latex = (tmp_path / "main_table.tex").read_text()
     assert r"\toprule" in latex and r"60.0 $\pm$ 127.1" in latex and r"$\Delta$ SC-SDPO" in latex
+
+
+def test_gain_table_against_hand_computed_differences(evals, tmp_path):
+    table = build_gain_table(evals, tmp_path / "gains")
+    # sci: base 0.30; grpo (0.40, 0.44) -> gains (0.10, 0.14)
+    grpo = cell(table, method="grpo", benchmark="sci", metric="mean@16")
+    gains = [0.10, 0.14]
+    mean = sum(gains) / 2
+    sd = ((gains[0] - mean) ** 2 + (gains[1] - mean) ** 2) ** 0.5  # n - 1 = 1
+    assert grpo["mean"] == pytest.approx(0.12) and grpo["half_width"] == pytest.approx(T1 * sd / 2 ** 0.5)
+    assert grpo["label"] == "GRPO − Base" and not grpo["excludes_zero"]  # 0.12 ± 0.254
+    # tool: base 0.20; sc_sdpo (0.40, 0.40) -> gain 0.20 with no spread: the interval [0.2, 0.2] excludes 0
+    sc = cell(table, method="sc_sdpo", benchmark="tool", metric="mean@16")
+    assert sc["mean"] == pytest.approx(0.20) and sc["half_width"] == pytest.approx(0) and sc["excludes_zero"]
+    # maj@16 (bootstrap) = mean@16 + 0.02 on both sides: the same gains
+    assert cell(table, method="sc_sdpo", benchmark="tool", metric="maj@16_bootstrap")["mean"] == pytest.approx(0.20)
+    # average per seed over sci and tool: base 0.25, sdpo (0.35, 0.45) -> (0.10, 0.20)
+    assert cell(table, method="sdpo", benchmark=AVERAGE, metric="mean@16")["mean"] == pytest.approx(0.15)
+    # SC-SDPO - SDPO paired by seed: sci (0.1, 0.2), tool (0.1, 0.0)
+    delta = cell(table, method=DELTA_METHOD, benchmark="sci", metric="mean@16")
+    assert delta["mean"] == pytest.approx(0.15) and delta["half_width"] == pytest.approx(T1 * 0.05)
+    assert delta["label"] == "SC-SDPO − SDPO"
+    assert cell(table, method=DELTA_METHOD, benchmark="tool", metric="mean@16")["mean"] == pytest.approx(0.05)
+    assert "base" not in set(table["method"]) and "sc_sdpo_exp1" not in set(table["method"])
+    markdown = (tmp_path / "gains.md").read_text()
+    assert "| tiny | SC-SDPO − Base | tool | final mean@16 | +20.0 ± 0.0 | [+20.0, +20.0] | 2 | yes |" \
+        in markdown
+    assert "| tiny | GRPO − Base | sci | final mean@16 | +12.0 ± 25.4 | [-13.4, +37.4] | 2 | no |" in markdown
+    assert (tmp_path / "gains.csv").exists() and r"$\pm$" in (tmp_path / "gains.tex").read_text()
+
+
+def test_gain_table_one_seed_claims_nothing(evals):
+    one_seed = evals[evals["seed"] == 0]
+    table = build_gain_table(one_seed)
+    assert len(table) and table["half_width"].isna().all() and not table["excludes_zero"].any()
 
 
 def test_tables_say_what_they_show(evals, tmp_path):

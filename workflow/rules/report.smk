@@ -1,4 +1,4 @@
-# Tables (CSV + Markdown + LaTeX) and the suite's 9 figures (PNG + PDF), all marked for `snakemake --report`.
+# Tables (CSV + Markdown + LaTeX: main, gains, ablation, cost, paper comparison, tool-use scorers) and the suite's 9 figures (PNG + PDF), all marked for `snakemake --report`.
 from scsdpo_verl.pipeline import FIGURE_NAMES, TABLE_NAMES
 
 # captions live with the analysis code (scsdpo_verl/analysis/report/), relative to this file
@@ -21,6 +21,7 @@ rule tables:
         published=published_file(),
     output:
         main=report(f"{RESULTS}/tables/main_table.csv", caption=f"{CAPTIONS}/main_table.rst", category="Tables"),
+        gains=report(f"{RESULTS}/tables/gains.csv", caption=f"{CAPTIONS}/gains.rst", category="Tables"),
         ablation=report(
             f"{RESULTS}/tables/ablation_table.csv", caption=f"{CAPTIONS}/ablation_table.rst", category="Tables"
         ),
