@@ -23,6 +23,7 @@ report = make_base(
     sft_lr=settings["warm_start_lr"],
     teacher_fraction=settings["teacher_fraction"],
     copy_drill_steps=settings["copy_drill_steps"],
+    digit_drill_fraction=settings["digit_drill_fraction"],
     lookup_drill_steps=settings["lookup_drill_steps"],
     teacher_first_steps=settings["teacher_first_steps"],
     bf16=settings["bf16"],
