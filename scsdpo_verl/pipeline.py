@@ -237,10 +237,10 @@ def check_config_references(config: Mapping[str, Any], base_dir: str | Path | No
     if base_dir is not None:
         check_published_names(config, base_dir)
     base = config.get("base_model", {})
-    phases = sum(base.get(key, 0) for key in ("copy_drill_steps", "lookup_drill_steps", "teacher_first_steps"))
+    phases = base.get("copy_drill_steps", 0) + base.get("teacher_first_steps", 0)
     if base.get("warm_start_steps") and phases > base["warm_start_steps"]:
-        raise ConfigProblem(f"base_model.copy_drill_steps + lookup_drill_steps + teacher_first_steps ({phases}) "
-                            f"exceed base_model.warm_start_steps ({base['warm_start_steps']})")
+        raise ConfigProblem(f"base_model.copy_drill_steps + teacher_first_steps ({phases}) exceed "
+                            f"base_model.warm_start_steps ({base['warm_start_steps']})")
     for key in config.get("train", {}):
         if key in PER_RUN_TRAIN_KEYS:
             raise ConfigProblem(f"train.{key}: set per run by the workflow; remove it from the config")

@@ -55,10 +55,8 @@ def test_grid_runs_main_grid_plus_ablation():
         ({"tasks": {"tool": {"kind": "tooluse", "source": "local"}}, "ablation": {}}, "tasks.tool.train_file"),
         ({"tasks": {"sci": {"kind": "synthetic_science", "scorer": "reference"}}, "ablation": {}},
          "tasks.sci.scorer: applies to tool-use tasks only"),
-        ({"base_model": {"warm_start_steps": 10, "copy_drill_steps": 6, "lookup_drill_steps": 2,
-                         "teacher_first_steps": 3}},
-         r"base_model.copy_drill_steps \+ lookup_drill_steps \+ teacher_first_steps \(11\) exceed "
-         r"base_model.warm_start_steps \(10\)"),
+        ({"base_model": {"warm_start_steps": 10, "copy_drill_steps": 8, "teacher_first_steps": 3}},
+         r"base_model.copy_drill_steps \+ teacher_first_steps \(11\) exceed base_model.warm_start_steps \(10\)"),
     ],
 )
 def test_config_problems_name_the_key(changes, match):

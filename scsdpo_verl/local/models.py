@@ -280,40 +280,6 @@ def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = Fals
     return prompt + answer, [-100] * len(prompt) + answer
 
 
-OPTION_LINE = re.compile(r"^([A-Z]): (\S.*)$", re.MULTILINE)  # "C: 320", a multiple-choice option of the prompt
-REASONING_END = "</reasoning>"
-
-
-def lookup_drill_example(tokenizer, row: dict[str, Any], rng: random.Random) -> tuple[list[int], list[int]] | None:
-    """A multiple-choice row's prompt and worked reasoning whose final value is replaced by a random option's
-    value; the labels are the answer that names that option's letter (``<answer>X</answer>`` + eos) and nothing
-    else. None for a row without options (or a solution not ending its reasoning in a value).
-
-    Only matching the reasoning's last value against the options lowers its loss: the step from a computed
-    value to its letter, which the worked solutions alone did not teach (on the default's science base, 26 of
-    52 rollouts with the right final value named the right letter; numbers are one token per digit).
-    """
-    options = OPTION_LINE.findall(last_user_text(row["prompt"]))
-    reasoning, end, _ = row["extra_info"]["solution"].partition(REASONING_END)
-    last_value = re.search(r"[\d.]+(?= ?[^\d\s;=]*$)", reasoning)  # "= 320" or "= 90 kg" at the end
-    if not options or not end or last_value is None:
-        return None
-    letter, value = rng.choice(options)
-    reasoning = reasoning[:last_value.start()] + value + reasoning[last_value.end():]
-
-    def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    # tokenised whole (as in a real solution), the labels start where the reasoning's tokens end
-    solution = encode(f"{reasoning}{REASONING_END}<answer>{letter}</answer>")
-    shown = encode(f"{reasoning}{REASONING_END}".removesuffix(">"))  # "</reasoning><answer>" merges "><"
-    if solution[:len(shown)] != shown:
-        raise ValueError(f"the tokenizer splits {reasoning!r} differently inside the solution")
-    prompt = encode_chat(tokenizer, row["prompt"]) + shown
-    answer = [*solution[len(shown):], tokenizer.eos_token_id]
-    return prompt + answer, [-100] * len(prompt) + answer
-
-
 WARM_START_STATE = "warm_start.pt"
 
 
@@ -341,7 +307,7 @@ def _load_warm_start(checkpoint_dir: Path | None, fingerprint: dict[str, Any]) -
 def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
                teacher_first_steps: int = 0, copy_drill_steps: int = 0, digit_drill_fraction: float = 0.0,
-               lookup_drill_steps: int = 0, bf16: bool = False, log_every: int = 50,
+               bf16: bool = False, log_every: int = 50,
                progress_bar: bool = True,
                checkpoint_dir: str | Path | None = None, save_every: int = 50,
                fingerprint: dict[str, Any] | None = None,
@@ -351,9 +317,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     A ``teacher_fraction`` of the rows (a seeded choice) is rendered in the self-teacher's prompt format; the
     first ``teacher_first_steps`` steps train on the teacher format only (every row, a copy-from-context
     curriculum), the rest on that mix. The first ``copy_drill_steps`` steps are copy drills
-    (``copy_drill_example``; a ``digit_drill_fraction`` share of them copies digit strings), the next
-    ``lookup_drill_steps`` option-lookup drills on the multiple-choice rows (``lookup_drill_example``); the
-    teacher-only phase and the mix follow.
+    (``copy_drill_example``; a ``digit_drill_fraction`` share of them copies digit strings); the teacher-only
+    phase and the mix follow.
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
     optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
     ``make_base``).
@@ -367,14 +332,9 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     """
     if steps == 0:
         return []
-    drill_steps = copy_drill_steps + lookup_drill_steps
-    if drill_steps + teacher_first_steps > steps:
-        raise ValueError(f"copy_drill_steps ({copy_drill_steps}) + lookup_drill_steps ({lookup_drill_steps}) + "
-                         f"teacher_first_steps ({teacher_first_steps}) exceed the warm start's {steps} steps "
-                         "(base_model.warm_start_steps)")
-    lookup_rows = [row for row in rows if OPTION_LINE.search(last_user_text(row["prompt"]))]
-    if lookup_drill_steps and not lookup_rows:
-        raise ValueError("lookup_drill_steps needs multiple-choice rows (options 'A: ...'); none in the warm start")
+    if copy_drill_steps + teacher_first_steps > steps:
+        raise ValueError(f"copy_drill_steps ({copy_drill_steps}) + teacher_first_steps ({teacher_first_steps}) "
+                         f"exceed the warm start's {steps} steps (base_model.warm_start_steps)")
     order_rng = random.Random(seed)
     examples = [sft_example(tokenizer, row, as_teacher=order_rng.random() < teacher_fraction) for row in rows]
     lengths = [len(ids) for ids, _ in examples]
@@ -392,8 +352,6 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         settings["teacher_first_steps"] = teacher_first_steps
     if copy_drill_steps:
         settings["copy_drill_steps"] = copy_drill_steps
-    if lookup_drill_steps:
-        settings["lookup_drill_steps"] = lookup_drill_steps
     if digit_drill_fraction:
         settings["digit_drill_fraction"] = digit_drill_fraction
     digits = [tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)]
@@ -416,8 +374,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     bar = tqdm(range(first, steps), desc="warm start", disable=not progress_bar, mininterval=2.0, initial=first,
                total=steps)
     for step in bar:
-        copying = drill_steps <= step < drill_steps + teacher_first_steps
-        if step == drill_steps + teacher_first_steps:
+        copying = copy_drill_steps <= step < copy_drill_steps + teacher_first_steps
+        if step == copy_drill_steps + teacher_first_steps:
             queue = queue if step == 0 else []  # the teacher-only phase's batches end with it
         if step < copy_drill_steps:
             # plain drills first (copying from the context appears there), then the teacher_fraction share of
@@ -428,9 +386,6 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
                                         alphabet=digits if digit_drill_fraction
                                         and order_rng.random() < digit_drill_fraction else None)
                      for _ in range(batch_size)]
-        elif step < drill_steps:
-            batch = [example for example in (lookup_drill_example(tokenizer, order_rng.choice(lookup_rows), order_rng)
-                                             for _ in range(batch_size)) if example is not None]
         else:
             if not queue:
                 queue = length_bucketed_batches(teacher_lengths if copying else lengths, batch_size, order_rng)
@@ -610,7 +565,7 @@ def competence_report(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
-              digit_drill_fraction: float = 0.0, lookup_drill_steps: int = 0, bf16: bool | str = "auto",
+              digit_drill_fraction: float = 0.0, bf16: bool | str = "auto",
               eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -645,8 +600,7 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                    "overrides": overrides or {}}
     losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed,
                         teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps,
-                        copy_drill_steps=copy_drill_steps, digit_drill_fraction=digit_drill_fraction,
-                        lookup_drill_steps=lookup_drill_steps, bf16=bf16,
+                        copy_drill_steps=copy_drill_steps, digit_drill_fraction=digit_drill_fraction, bf16=bf16,
                         checkpoint_dir=checkpoint_dir,
                         save_every=save_every, fingerprint=fingerprint, on_step_end=on_step_end)
     save_checkpoint_dir(model, tokenizer, out_dir)
@@ -654,7 +608,6 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                               "sft_steps": sft_steps, "sft_batch": sft_batch, "sft_lr": sft_lr,
                               "teacher_fraction": teacher_fraction, "teacher_first_steps": teacher_first_steps,
                               "copy_drill_steps": copy_drill_steps, "digit_drill_fraction": digit_drill_fraction,
-                              "lookup_drill_steps": lookup_drill_steps,
                               "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,
@@ -687,8 +640,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the first warm-start steps on copy drills (default 600 for tiny models, else 0)")
     parser.add_argument("--digit-drill-fraction", type=float, default=0.0,
                         help="share of the copy drills that copy digit strings (tokens repeat)")
-    parser.add_argument("--lookup-drill-steps", type=int, default=0,
-                        help="warm-start steps after the copy drills on option-lookup drills (multiple-choice rows)")
     parser.add_argument("--sft-batch", type=int, default=32)
     parser.add_argument("--sft-lr", type=float, default=5e-3)
     parser.add_argument("--teacher-fraction", type=float, default=0.5,
@@ -710,7 +661,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = make_base(args.model, args.out, tasks=args.tasks, sft_steps=args.sft_steps, sft_batch=args.sft_batch,
                        sft_lr=args.sft_lr, teacher_fraction=args.teacher_fraction,
                        copy_drill_steps=args.copy_drill_steps, digit_drill_fraction=args.digit_drill_fraction,
-                       lookup_drill_steps=args.lookup_drill_steps,
                        bf16=args.bf16, eval_questions=args.eval_questions, eval_k=args.eval_k, seed=args.seed,
                        threads=args.threads)
     print(json.dumps(report, indent=2))

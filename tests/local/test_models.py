@@ -228,8 +228,7 @@ def test_the_last_third_of_drills_copies_from_the_teacher_slot(tokenizer):
 
 
 def test_warm_start_refuses_more_drill_and_teacher_steps_than_steps(tokenizer):
-    with pytest.raises(ValueError, match=r"copy_drill_steps \(3\) \+ lookup_drill_steps \(0\) \+ teacher_first_steps "
-                                         r"\(2\) exceed .* 4 steps"):
+    with pytest.raises(ValueError, match=r"copy_drill_steps \(3\) \+ teacher_first_steps \(2\) exceed .* 4 steps"):
         models.warm_start(_small_model(tokenizer), tokenizer, fake_rows(8, 0), steps=4, copy_drill_steps=3,
                           teacher_first_steps=2)
 
@@ -260,59 +259,6 @@ def test_digit_drills_copy_digit_strings_in_their_share(tokenizer):
         _, labels = models.copy_drill_example(tokenizer, rng, as_teacher=as_teacher, alphabet=sorted(digits))
         answer = [t for t in labels if t != -100][:-1]
         assert 4 <= len(answer) <= 16 and set(answer) <= digits
-
-
-def test_lookup_drills_come_after_the_copy_drills(tokenizer):
-    from scsdpo_verl.local.data import load_rows
-
-    torch.set_num_threads(1)
-    science = load_rows("synthetic_science", 2, 0, "train")  # 2 of 18 rows: a task batch of 8 is never all science
-    model = _small_model(tokenizer)
-    kinds = []
-    model.register_forward_pre_hook(lambda _, args, kw: kinds.append(
-        "lookup" if all("Pick the correct option" in text for text in tokenizer.batch_decode(kw["input_ids"]))
-        else "drill" if not any("Answer as" in text for text in tokenizer.batch_decode(kw["input_ids"]))
-        else "task"), with_kwargs=True)
-    models.warm_start(model, tokenizer, fake_rows(16, 0) + science, steps=6, batch_size=8, lr=1e-2, log_every=0,
-                      progress_bar=False, copy_drill_steps=2, lookup_drill_steps=3)
-    assert kinds == ["drill", "drill", "lookup", "lookup", "lookup", "task"]
-    with pytest.raises(ValueError, match="lookup_drill_steps needs multiple-choice rows"):
-        models.warm_start(model, tokenizer, fake_rows(8, 0), steps=2, lookup_drill_steps=1)
-    with pytest.raises(ValueError, match=r"copy_drill_steps \(1\) \+ lookup_drill_steps \(2\) \+ .* 2 steps"):
-        models.warm_start(model, tokenizer, fake_rows(8, 0) + science, steps=2, copy_drill_steps=1,
-                          lookup_drill_steps=2)
-
-
-def test_lookup_drill_labels_name_the_option_holding_the_reasonings_last_value():
-    import random
-    import re
-
-    from scsdpo_verl.local.data import load_rows
-
-    rows = load_rows("synthetic_science", 40, 0, "validation")
-    tokenizer = models.train_tokenizer(models.corpus_texts(rows))
-    rng = random.Random(5)
-    letters, not_the_answer, units = set(), 0, 0
-    for row in rows:
-        ids, labels = models.lookup_drill_example(tokenizer, row, rng)
-        answer = [t for t in labels if t != -100]
-        assert labels[:len(ids) - len(answer)] == [-100] * (len(ids) - len(answer))  # only the answer is learnt
-        text = tokenizer.decode(ids)
-        options = dict(re.findall(r"^([A-D]): (.+)$", text, re.M))
-        assert tokenizer.decode(answer) in {f"><answer>{x}</answer><|im_end|>" for x in options}
-        letter = tokenizer.decode(answer)[len("><answer>")]
-        reasoning = text.split("<|im_start|>assistant\n")[1].split("</reasoning>")[0]
-        value, unit = re.search(r"([\d.]+)( kg)?$", reasoning).groups()
-        assert options[letter] == value  # the letter names the value the reasoning ended in
-        # everything but the last value is the row's own worked reasoning (whose last value may carry a unit)
-        solution = row["extra_info"]["solution"].split("</reasoning>")[0]
-        assert re.sub(r"[\d.]+( kg)?$", "", reasoning) == re.sub(r"[\d.]+( kg)?$", "", solution)
-        units += unit is not None
-        letters.add(letter)
-        not_the_answer += letter != row["reward_model"]["ground_truth"]
-    assert letters == {"A", "B", "C", "D"} and not_the_answer > 10  # a random option, not the correct one
-    assert units  # "... = 90 kg": the number is replaced, the unit kept
-    assert models.lookup_drill_example(tokenizer, fake_rows(1, 0)[0], rng) is None  # no options
 
 
 def test_warm_start_state_of_other_settings_is_not_used(tokenizer, tmp_path):
