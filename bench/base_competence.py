@@ -37,7 +37,6 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=800, help="warm-start steps, drills included")
     parser.add_argument("--drills", type=int, default=0, help="copy-drill steps (the first ones)")
-    parser.add_argument("--digit-drills", type=float, default=0.0, help="share of copy drills on digit strings")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--teacher-fraction", type=float, default=0.5)
@@ -55,7 +54,6 @@ def main() -> None:
     if not args.eval_only:
         models.make_base(args.model, out, sft_rows_per_task=args.rows, sft_steps=args.steps, sft_batch=args.batch,
                          sft_lr=args.lr, teacher_fraction=args.teacher_fraction, copy_drill_steps=args.drills,
-                         digit_drill_fraction=args.digit_drills,
                          bf16={"true": True, "false": False}.get(args.bf16, args.bf16), eval_questions=0,
                          seed=args.seed, threads=args.threads)
     warm_seconds = time.time() - started

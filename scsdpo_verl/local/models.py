@@ -250,26 +250,21 @@ def choose_bf16(setting: bool | str = "auto", cpuinfo: str | None = None) -> tup
 
 
 def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = False, min_len: int = 4,
-                       max_len: int = 16, alphabet: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+                       max_len: int = 16) -> tuple[list[int], list[int]]:
     """A chat turn whose answer is a random sequence of content tokens shown in the user message: (input ids,
     labels on the answer). Nothing but copying from the context lowers its loss.
 
     Plain: the user message is the sequence. ``as_teacher``: the user message is the self-teacher's prompt
     (``core.build_teacher_prompt``) with a random "question" and the sequence as the correct solution, so the
-    copy has to come from the demonstration, not from the question. ``alphabet``: the sequence's tokens are
-    drawn from these ids only (e.g. the ten digits): tokens repeat, so "the token after the last occurrence of
-    this one" no longer finds the place, and the copy has to keep its position in the sequence.
+    copy has to come from the demonstration, not from the question.
     """
-    def draw(pool: Sequence[int] | None = None) -> list[int]:
-        length = rng.randint(min_len, max_len)
-        if pool is None:
-            return [rng.randrange(3, len(tokenizer)) for _ in range(length)]
-        return [rng.choice(pool) for _ in range(length)]
+    def draw() -> list[int]:
+        return [rng.randrange(3, len(tokenizer)) for _ in range(rng.randint(min_len, max_len))]
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    sequence = draw(alphabet)
+    sequence = draw()
     if as_teacher:
         before, after = build_teacher_prompt("\x00", solution="\x01").split("\x01")
         user = draw() + encode(before.removeprefix("\x00")) + sequence + encode(after)
@@ -306,8 +301,7 @@ def _load_warm_start(checkpoint_dir: Path | None, fingerprint: dict[str, Any]) -
 
 def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
-               teacher_first_steps: int = 0, copy_drill_steps: int = 0, digit_drill_fraction: float = 0.0,
-               bf16: bool = False, log_every: int = 50,
+               teacher_first_steps: int = 0, copy_drill_steps: int = 0, bf16: bool = False, log_every: int = 50,
                progress_bar: bool = True,
                checkpoint_dir: str | Path | None = None, save_every: int = 50,
                fingerprint: dict[str, Any] | None = None,
@@ -316,9 +310,7 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
 
     A ``teacher_fraction`` of the rows (a seeded choice) is rendered in the self-teacher's prompt format; the
     first ``teacher_first_steps`` steps train on the teacher format only (every row, a copy-from-context
-    curriculum), the rest on that mix. The first ``copy_drill_steps`` steps are copy drills
-    (``copy_drill_example``; a ``digit_drill_fraction`` share of them copies digit strings); the teacher-only
-    phase and the mix follow.
+    curriculum), the rest on that mix.
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
     optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
     ``make_base``).
@@ -352,9 +344,6 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         settings["teacher_first_steps"] = teacher_first_steps
     if copy_drill_steps:
         settings["copy_drill_steps"] = copy_drill_steps
-    if digit_drill_fraction:
-        settings["digit_drill_fraction"] = digit_drill_fraction
-    digits = [tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)]
     losses: list[float] = []
     queue: list[list[int]] = []
     first = 0
@@ -381,10 +370,7 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
             # plain drills first (copying from the context appears there), then the teacher_fraction share of
             # drills copies from the demonstration slot (in a mix from the start, copying did not appear at all)
             late = step >= 2 * copy_drill_steps // 3
-            # (no draw for the digit choice when its share is 0: the data order of older settings is kept)
-            batch = [copy_drill_example(tokenizer, order_rng, as_teacher=late and order_rng.random() < teacher_fraction,
-                                        alphabet=digits if digit_drill_fraction
-                                        and order_rng.random() < digit_drill_fraction else None)
+            batch = [copy_drill_example(tokenizer, order_rng, as_teacher=late and order_rng.random() < teacher_fraction)
                      for _ in range(batch_size)]
         else:
             if not queue:
@@ -565,7 +551,7 @@ def competence_report(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
-              digit_drill_fraction: float = 0.0, bf16: bool | str = "auto",
+              bf16: bool | str = "auto",
               eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -600,14 +586,14 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                    "overrides": overrides or {}}
     losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed,
                         teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps,
-                        copy_drill_steps=copy_drill_steps, digit_drill_fraction=digit_drill_fraction, bf16=bf16,
+                        copy_drill_steps=copy_drill_steps, bf16=bf16,
                         checkpoint_dir=checkpoint_dir,
                         save_every=save_every, fingerprint=fingerprint, on_step_end=on_step_end)
     save_checkpoint_dir(model, tokenizer, out_dir)
     report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
                               "sft_steps": sft_steps, "sft_batch": sft_batch, "sft_lr": sft_lr,
                               "teacher_fraction": teacher_fraction, "teacher_first_steps": teacher_first_steps,
-                              "copy_drill_steps": copy_drill_steps, "digit_drill_fraction": digit_drill_fraction,
+                              "copy_drill_steps": copy_drill_steps,
                               "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,
@@ -638,8 +624,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "workflow's base_model.warm_start_steps; 0 for the pretrained smollm2-135m)")
     parser.add_argument("--copy-drill-steps", type=int, default=None,
                         help="the first warm-start steps on copy drills (default 600 for tiny models, else 0)")
-    parser.add_argument("--digit-drill-fraction", type=float, default=0.0,
-                        help="share of the copy drills that copy digit strings (tokens repeat)")
     parser.add_argument("--sft-batch", type=int, default=32)
     parser.add_argument("--sft-lr", type=float, default=5e-3)
     parser.add_argument("--teacher-fraction", type=float, default=0.5,
@@ -660,8 +644,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.copy_drill_steps = min(600, args.sft_steps) if tiny else 0
     report = make_base(args.model, args.out, tasks=args.tasks, sft_steps=args.sft_steps, sft_batch=args.sft_batch,
                        sft_lr=args.sft_lr, teacher_fraction=args.teacher_fraction,
-                       copy_drill_steps=args.copy_drill_steps, digit_drill_fraction=args.digit_drill_fraction,
-                       bf16=args.bf16, eval_questions=args.eval_questions, eval_k=args.eval_k, seed=args.seed,
+                       copy_drill_steps=args.copy_drill_steps, bf16=args.bf16,
+                       eval_questions=args.eval_questions, eval_k=args.eval_k, seed=args.seed,
                        threads=args.threads)
     print(json.dumps(report, indent=2))
 

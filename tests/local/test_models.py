@@ -233,34 +233,6 @@ def test_warm_start_refuses_more_drill_and_teacher_steps_than_steps(tokenizer):
                           teacher_first_steps=2)
 
 
-def test_digit_drills_copy_digit_strings_in_their_share(tokenizer):
-    torch.set_num_threads(1)
-    digits = {tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)}
-    answers = []
-
-    def record(_, args, kw):
-        for ids in kw["input_ids"].tolist():
-            text = tokenizer.decode(ids).split("<|im_start|>assistant\n")[-1].split("<|im_end|>")[0]
-            answers.append(text)
-
-    for fraction, expected in ((1.0, "all"), (0.0, "none")):
-        answers.clear()
-        model = _small_model(tokenizer)
-        hook = model.register_forward_pre_hook(record, with_kwargs=True)
-        models.warm_start(model, tokenizer, fake_rows(8, 0), steps=3, batch_size=8, lr=1e-2, log_every=0,
-                          progress_bar=False, copy_drill_steps=3, digit_drill_fraction=fraction)
-        hook.remove()
-        digit_strings = [a.isdigit() and len(a) >= 4 for a in answers]
-        assert len(answers) == 24 and (all(digit_strings) if expected == "all" else not any(digit_strings))
-    import random
-
-    rng = random.Random(1)
-    for as_teacher in (False, True):
-        _, labels = models.copy_drill_example(tokenizer, rng, as_teacher=as_teacher, alphabet=sorted(digits))
-        answer = [t for t in labels if t != -100][:-1]
-        assert 4 <= len(answer) <= 16 and set(answer) <= digits
-
-
 def test_warm_start_state_of_other_settings_is_not_used(tokenizer, tmp_path):
     torch.set_num_threads(1)
     rows = fake_rows(64, 0)

@@ -23,7 +23,6 @@ report = make_base(
     sft_lr=settings["warm_start_lr"],
     teacher_fraction=settings["teacher_fraction"],
     copy_drill_steps=settings["copy_drill_steps"],
-    digit_drill_fraction=settings["digit_drill_fraction"],
     teacher_first_steps=settings["teacher_first_steps"],
     bf16=settings["bf16"],
     eval_questions=settings["report_questions"],
