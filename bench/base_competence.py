@@ -69,7 +69,9 @@ def main() -> None:
               f"{report['mixed_fraction']:.2f}; teacher format {report['teacher_format_mean_pass_rate']:.3f} "
               f"(gain {report['teacher_format_gain']:+.3f}); on {signal['failed_rollouts']} failed rollouts "
               f"teacher {signal['teacher_mass_on_correct_token'] or 0:.3f} vs student "
-              f"{signal['student_mass_on_correct_token'] or 0:.3f} on the correct token", flush=True)
+              f"{signal['student_mass_on_correct_token'] or 0:.3f} on the correct token; the teacher doubts "
+              f"{report['teacher_signal_on_successes']['doubted_rollout_fraction'] or 0:.2f} of "
+              f"{report['teacher_signal_on_successes']['successful_rollouts']} successful rollouts", flush=True)
     result["seconds"] = round(time.time() - started, 1)
     (out / "competence.json").write_text(json.dumps(result, indent=2))
 

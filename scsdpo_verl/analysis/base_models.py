@@ -4,7 +4,8 @@
 Columns: pass rate at T=1 overall and per difficulty level, the guessing rate of the answer format (science),
 the share of mixed questions (0 < successes < k), the teacher-format pass rate (the worked solution in the
 self-teacher's prompt) and its gain over the plain prompt, and, on failed rollouts, the mass the self-teacher and
-the student put on the correct token where the rollout leaves the worked solution.
+the student put on the correct token where the rollout leaves the worked solution; on successful rollouts, the
+share the self-teacher doubts (gives less than 0.5 to one of their tokens) and its mean mass on their tokens.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from scsdpo_verl.analysis.rows import markdown_table, write_csv
 COLUMNS = ("model", "task", "questions", "k", "pass_rate", "level_1", "level_2", "level_3", "level_4", "level_5",
            "guess_rate", "mixed_fraction", "teacher_format_pass_rate", "teacher_format_gain",
            "failed_rollouts", "teacher_mass_correct_token", "student_mass_correct_token",
-           "teacher_above_student_fraction", "precision")
+           "teacher_above_student_fraction", "successful_rollouts", "teacher_doubted_success_fraction",
+           "teacher_mass_own_tokens", "precision")
 
 
 def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -29,6 +31,7 @@ def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
         for task, result in report.get("tasks", {}).items():
             by_level = result.get("mean_pass_rate_by_difficulty", {})
             signal = result.get("teacher_signal_on_failures") or {}
+            on_successes = result.get("teacher_signal_on_successes") or {}
             teacher = result.get("teacher_format_mean_pass_rate")
             rows.append({
                 "model": model, "task": task, "questions": result["questions"], "k": result["k"],
@@ -42,6 +45,9 @@ def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
                 "teacher_mass_correct_token": signal.get("teacher_mass_on_correct_token"),
                 "student_mass_correct_token": signal.get("student_mass_on_correct_token"),
                 "teacher_above_student_fraction": signal.get("teacher_above_student_fraction"),
+                "successful_rollouts": on_successes.get("successful_rollouts"),
+                "teacher_doubted_success_fraction": on_successes.get("doubted_rollout_fraction"),
+                "teacher_mass_own_tokens": on_successes.get("teacher_mass_on_own_tokens"),
                 "precision": report.get("precision", "bf16" if report.get("bf16") else "fp32"),
             })
     return rows

@@ -451,6 +451,12 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
     same prefix): SDPO's signal on that token is the gap. Returns the means of both probabilities, the share of
     failed rollouts where the teacher puts more mass there, the mean log-ratio, and ``pass_rates`` (per
     question, of the same rollouts: what ``question_pass_rates`` gives with the same arguments).
+
+    And the other side of SDPO's signal, ``on_successes``: on each successful rollout, the self-teacher's
+    probability of every one of the rollout's own tokens. A token it gives less than 0.5 is one where
+    distillation pushes a correct answer away from itself (the tiny teacher miscopies multi-digit numbers from
+    its demonstration); ``doubted_rollout_fraction`` is the share of successful rollouts with such a token,
+    ``doubted_token_fraction`` the share of their tokens, ``teacher_mass_on_own_tokens`` the mean probability.
     """
     from .data import score_responses
 
@@ -459,6 +465,8 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
     p_student: list[float] = []
     p_teacher: list[float] = []
     pass_rates: list[float] = []
+    success_min: list[float] = []  # per successful rollout: the teacher's lowest probability of one of its tokens
+    success_tokens, doubted_tokens, success_mass = 0, 0, 0.0
     for start in range(0, len(rows), batch_questions):
         chunk = [row for row in rows[start:start + batch_questions] for _ in range(k)]
         prompt_ids, prompt_mask = left_pad([encode_chat(tokenizer, row["prompt"]) for row in chunk],
@@ -478,6 +486,17 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
             j = first_divergence(responses[i], target)
             if not score["acc"] and j is not None:
                 failed.append((i, j, target[j]))
+        succeeded = [i for i, score in enumerate(scores) if score["acc"] and responses[i]]
+        if succeeded:
+            teacher_ids, teacher_mask = left_pad(
+                [encode_chat(tokenizer, sft_teacher_messages(chunk[i])) for i in succeeded], tokenizer.pad_token_id)
+            own, own_mask = rollout.response_ids[succeeded], rollout.response_mask[succeeded]
+            probs = response_logits(model, teacher_ids, teacher_mask, own, own_mask).softmax(-1)
+            own_probs = probs.gather(-1, own.unsqueeze(-1)).squeeze(-1).masked_fill(own_mask == 0, 1.0)
+            success_min.extend(own_probs.min(-1).values.tolist())
+            success_tokens += int(own_mask.sum())
+            success_mass += float((own_probs * own_mask).sum())
+            doubted_tokens += int(((own_probs < 0.5) & (own_mask > 0)).sum())
         if not failed:
             continue
         index = [i for i, _, _ in failed]
@@ -506,6 +525,12 @@ def teacher_signal(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, A
         "mean_log_ratio_teacher_student": sum(math.log(max(t, 1e-30) / max(s, 1e-30))
                                               for t, s in zip(p_teacher, p_student, strict=True)) / n if n else None,
         "pass_rates": pass_rates,
+        "on_successes": {
+            "successful_rollouts": len(success_min),
+            "doubted_rollout_fraction": sum(m < 0.5 for m in success_min) / len(success_min) if success_min else None,
+            "doubted_token_fraction": doubted_tokens / success_tokens if success_tokens else None,
+            "teacher_mass_on_own_tokens": success_mass / success_tokens if success_tokens else None,
+        },
     }
 
 
@@ -536,15 +561,18 @@ def competence_report(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str
     """What a base model can do on ``rows``: ``pass_rate_report`` of k samples at T=1 per question, the pass rate
     with the worked solution in the self-teacher's prompt (``teacher_format_mean_pass_rate``) and its gain over
     the plain prompt, and ``teacher_signal``'s teacher vs student mass on failed rollouts
-    (``teacher_signal_on_failures``). The plain pass rates are those of ``teacher_signal``'s own rollouts."""
+    (``teacher_signal_on_failures``) and the teacher on successful ones (``teacher_signal_on_successes``).
+    The plain pass rates are those of ``teacher_signal``'s own rollouts."""
     signal = teacher_signal(model, tokenizer, rows, k=k, seed=seed)
     report = pass_rate_report(rows, signal.pop("pass_rates"), k)
+    on_successes = signal.pop("on_successes")
     # the same questions with a correct solution in the self-teacher's prompt: can the teacher use it?
     teacher_rows = [{**row, "prompt": sft_teacher_messages(row)} for row in rows]
     teacher_rates = question_pass_rates(model, tokenizer, teacher_rows, k=k, seed=seed)
     report["teacher_format_mean_pass_rate"] = sum(teacher_rates) / len(teacher_rates)
     report["teacher_format_gain"] = report["teacher_format_mean_pass_rate"] - report["mean_pass_rate"]
     report["teacher_signal_on_failures"] = signal
+    report["teacher_signal_on_successes"] = on_successes
     return report
 
 

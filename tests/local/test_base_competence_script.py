@@ -36,10 +36,12 @@ def test_measure_gain_is_teacher_format_minus_plain(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     plain, teacher = [0.25, 0.5, 0.0], [1.0, 0.5, 0.25]
-    monkeypatch.setattr(models, "teacher_signal", lambda *a, **k: {"pass_rates": list(plain), "failed_rollouts": 3})
+    monkeypatch.setattr(models, "teacher_signal", lambda *a, **k: {"pass_rates": list(plain), "failed_rollouts": 3,
+                                                                   "on_successes": {"successful_rollouts": 5}})
     monkeypatch.setattr(models, "question_pass_rates", lambda *a, **k: list(teacher))
     report = module.measure(None, None, "synthetic_tooluse", 3, 4, seed=0)
     assert report["mean_pass_rate"] == 0.25 and report["teacher_format_mean_pass_rate"] == 0.5833333333333334
     assert abs(report["teacher_format_gain"] - (1.75 / 3 - 0.25)) < 1e-12
     assert report["histogram_successes_of_k"] == [1, 1, 1, 0, 0]  # 0/4, 1/4, 2/4
     assert report["teacher_signal_on_failures"] == {"failed_rollouts": 3}
+    assert report["teacher_signal_on_successes"] == {"successful_rollouts": 5}

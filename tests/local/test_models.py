@@ -365,6 +365,47 @@ def test_copy_drill_answer_is_the_sequence_shown_in_the_right_slot(tokenizer, as
         assert tokenizer.decode(prompt).endswith("<|im_end|>\n<|im_start|>assistant\n")
 
 
+def test_teacher_signal_on_successes_reads_the_teacher_on_every_own_token(tokenizer, monkeypatch):
+    from scsdpo_verl.local import data
+    from scsdpo_verl.local.data import load_rows
+
+    torch.set_num_threads(1)
+    model = _small_model(tokenizer)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(15.0)  # peaked: the teacher is sure of some tokens and not of others
+    rows = load_rows("synthetic_tooluse", 2, 0, "validation")
+    chunk = [row for row in rows for _ in range(2)]
+    teacher_prompts = [encode_chat(tokenizer, models.sft_teacher_messages(row)) for row in chunk]
+    responses = []
+    for prompt, (greedy, tail) in zip(teacher_prompts, [(3, []), (2, [3]), (4, []), (0, [3, 5])], strict=True):
+        out: list[int] = []
+        with torch.no_grad():
+            for _ in range(greedy):  # the teacher's own most likely tokens, then tokens it need not like
+                out.append(int(model(torch.tensor([prompt + out])).logits[0, -1].argmax()))
+        responses.append(out + tail)  # no eos: the mask says where a response ends
+    ids, mask = torch.zeros(4, 6, dtype=torch.long), torch.zeros(4, 6)
+    for i, response in enumerate(responses):
+        ids[i, :len(response)], mask[i, :len(response)] = torch.tensor(response), 1
+    monkeypatch.setattr(models, "sample", lambda *a, **kw: Rollout(a[1], a[2], ids, mask, torch.zeros(4, 6)))
+    monkeypatch.setattr(data, "score_responses", lambda rows, texts: [{"acc": 1.0, "score": 1.0} for _ in texts])
+    signal = models.teacher_signal(model, tokenizer, rows, k=2, max_new_tokens=6, seed=0, batch_questions=2)
+    # the same from unpadded forwards: the teacher's probability of each of the rollout's own tokens
+    probs = []
+    for prompt, response in zip(teacher_prompts, responses, strict=True):
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + response])).logits[0, len(prompt) - 1:-1]
+        probs.append(logits.softmax(-1)[torch.arange(len(response)), torch.tensor(response)].tolist())
+    doubted = [min(p) < 0.5 for p in probs]
+    assert 0 < sum(doubted) < 4  # the check below can tell a wrong threshold or a shifted position
+    on_successes = signal["on_successes"]
+    assert on_successes["successful_rollouts"] == 4 and signal["failed_rollouts"] == 0
+    assert on_successes["doubted_rollout_fraction"] == sum(doubted) / 4
+    assert on_successes["doubted_token_fraction"] == sum(x < 0.5 for p in probs for x in p) / sum(map(len, probs))
+    assert on_successes["teacher_mass_on_own_tokens"] == pytest.approx(
+        sum(map(sum, probs)) / sum(map(len, probs)), rel=1e-5)
+    assert any(0.5 < x < 0.9 for p in probs for x in p)  # a threshold of 0.9 would count differently
+
+
 def test_teacher_signal_pass_rates_are_those_of_question_pass_rates(tokenizer, monkeypatch):
     from scsdpo_verl.local import data
     from scsdpo_verl.local.data import load_rows
