@@ -339,6 +339,10 @@ def _write_gain_table(table: pd.DataFrame, out_prefix: Path, *, k: int, maj: str
              "checkpoint minus the base model (one checkpoint, no interval of its own). SC-SDPO − SDPO: paired by "
              "seed. 'excludes 0': the interval lies entirely above or below 0 (never with one seed).",
              maj_note(k, maj)]
+    seeds = [int(n) for n in table["n_seeds"] if n >= 2]
+    if seeds and min(seeds) <= 3:
+        notes.append(f"With {min(seeds)} seeds an interval says little: two seeds with the same difference give "
+                     "an interval of width 0 that 'excludes 0'.")
     footer = "".join(f"\n{note}\n" for note in notes)
     out_prefix.with_suffix(".md").write_text("**Gains: trained minus base, SC-SDPO minus SDPO**\n\n"
                                              + to_markdown(shown) + footer)

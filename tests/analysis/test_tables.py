@@ -133,6 +133,7 @@ def test_gain_table_against_hand_computed_differences(evals, tmp_path):
         in markdown
     assert "| tiny | GRPO − Base | sci | final mean@16 | +12.0 ± 25.4 | [-13.4, +37.4] | 2 | no |" in markdown
     assert (tmp_path / "gains.csv").exists() and r"$\pm$" in (tmp_path / "gains.tex").read_text()
+    assert "With 2 seeds an interval says little" in markdown
 
 
 def test_gain_table_one_seed_claims_nothing(evals):
