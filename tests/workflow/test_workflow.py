@@ -51,6 +51,10 @@ def test_lint_is_clean(tmp_path):
         ("config/default.yaml", None,
          {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 30, "tables": 1, "figures": 1, "base_table": 1,
           "expected_comparison": 1, "all": 1}),
+        # the CPU study: 1 model x 1 task x 3 methods x 10 seeds = 30 runs; eval 30 + base 1; its expected results
+        ("config/cpu_study.yaml", None,
+         {"task_data": 1, "base_model": 1, "train": 30, "evaluate": 31, "tables": 1, "figures": 1, "base_table": 1,
+          "expected_comparison": 1, "all": 1}),
         # 1 x 2 x 3 x 1 + ablation 1 = 7 runs; eval 7 + base 1 x 2
         ("config/smoke.yaml", None,
          {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 9, "tables": 1, "figures": 1, "base_table": 1,
