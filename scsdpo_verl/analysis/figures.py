@@ -15,7 +15,7 @@ panel says so.
   fig3_final_accuracy       final mean@k and maj@k per model x task x method
   fig4_curriculum           share of questions per pass-rate bin over training (heat map)
   fig5_weight_share         share of the total loss weight per pass-rate bin over training (stacked bars)
-  fig6_stability            gradient norm, entropy, response length vs step
+  fig6_stability            training reward, teacher-student divergence, gradient norm, entropy, response length
   fig7_ablation             final accuracy vs exponent, and vs normaliser
   fig8_gains_by_difficulty  accuracy change from the base model per base-model pass-rate bin
   fig9_paper_vs_this_run    published numbers beside this run's, with the difference (analysis.published)
@@ -453,14 +453,18 @@ def fig5_weight_share(training: pd.DataFrame, out_prefix: str | Path | None = No
 
 # --------------------------------------------------------------------------------------------------- figure 6
 
-STABILITY_METRICS = ((names.GRAD_NORM, "gradient norm"), (names.ENTROPY, "policy entropy (nats)"),
+# the reward first: a collapse shows there, and the other columns say what moved with it
+STABILITY_METRICS = ((names.TRAIN_SCORE, "training reward (rollouts)"),
+                     (names.TEACHER_DIVERGENCE, "teacher-student divergence"),
+                     (names.GRAD_NORM, "gradient norm"), (names.ENTROPY, "policy entropy (nats)"),
                      (names.RESPONSE_LENGTH, "response length (tokens)"))
 
 
 def fig6_stability(training: pd.DataFrame, out_prefix: str | Path | None = None, *,
                    methods: Sequence[str] | None = None) -> Figure:
-    """Gradient norm, policy entropy and response length vs step (columns), rows model x task; mean over seeds
-    with a min-max band."""
+    """Training reward (the rollouts' mean score), the SDPO family's teacher-student divergence (none for GRPO),
+    gradient norm, policy entropy and response length vs step (columns), rows model x task; mean over seeds with a
+    min-max band."""
     steps = training[training[names.STEP] > 0]
     methods = _methods(steps, methods, TRAINED_ALGORITHMS)
     styles = _styles(steps)

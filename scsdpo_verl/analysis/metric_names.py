@@ -14,6 +14,7 @@ GRAD_NORM = "actor/grad_norm"
 ENTROPY = "actor/entropy"
 RESPONSE_LENGTH = "response_length/mean"
 TRAIN_SCORE = "critic/score/mean"
+TEACHER_DIVERGENCE = "sd/divergence_mean"  # SDPO family: mean per-token teacher-student divergence (no GRPO value)
 STEP_TIME = "timing_s/step"  # seconds of one training step (rollout + teacher + update), validation excluded
 CUMULATIVE_STEP_TIME = "timing_s/step_cumulative"  # running sum of STEP_TIME (0 at the step-0 validation): budgets
 PASS_RATE_HIST = re.compile(r"^sc/pass_rate_hist/(?P<k>\d+)$")  # questions of the step with k successes of n

@@ -92,6 +92,8 @@ def _metrics(method: str, seed: int) -> list[dict]:
                   "response_length/mean": 10.0 + step + seed, "timing_s/step": 2.0 + seed,
                   "timing_s/step_cumulative": step * (2.0 + seed), "critic/score/mean": 0.5}
         record.update({f"sc/pass_rate_hist/{k}": float(c) for k, c in enumerate(hist)})
+        if method in ("sdpo", "sc_sdpo"):
+            record["sd/divergence_mean"] = 0.01 * step + (0.005 if method == "sc_sdpo" else 0.0)
         if step % 3 == 0:
             record["val-core/src/acc/mean@4"] = val_at(step, method, seed)
             record["val-core/src/acc/maj@4/mean"] = 0.25 + 0.05 * step

@@ -326,21 +326,27 @@ def test_fig5_on_the_fixture_logs(training):
 def test_fig6_lines_and_bands(training):
     fig = F.fig6_stability(training)
     axes = panels(fig)
-    assert len(axes) == 6
-    assert [ax.get_ylabel() for ax in axes[:3]] == ["gradient norm", "policy entropy (nats)",
+    assert len(axes) == 10
+    assert [ax.get_ylabel() for ax in axes[:5]] == ["training reward (rollouts)", "teacher-student divergence",
+                                                    "gradient norm", "policy entropy (nats)",
                                                     "response length (tokens)"]
     assert legend_texts(fig.legends[0]) == ["GRPO", "SDPO", "SC-SDPO"]
     steps = range(1, 7)
-    assert list(line(axes[0], "mean:grpo").get_ydata()) == pytest.approx([1.0 + 0.1 * s for s in steps])
-    assert list(line(axes[1], "mean:sdpo").get_ydata()) == pytest.approx([2.0 - 0.1 * s for s in steps])
+    assert list(line(axes[0], "mean:grpo").get_ydata()) == pytest.approx([0.5] * 6)
+    # the divergence: SDPO and SC-SDPO only (GRPO has no teacher)
+    assert list(line(axes[1], "mean:sc_sdpo").get_ydata()) == pytest.approx([0.01 * s + 0.005 for s in steps])
+    assert list(line(axes[1], "mean:sdpo").get_ydata()) == pytest.approx([0.01 * s for s in steps])
+    assert "mean:grpo" not in {artist.get_gid() for artist in axes[1].get_lines()}
+    assert list(line(axes[2], "mean:grpo").get_ydata()) == pytest.approx([1.0 + 0.1 * s for s in steps])
+    assert list(line(axes[3], "mean:sdpo").get_ydata()) == pytest.approx([2.0 - 0.1 * s for s in steps])
     # response length 10 + step + seed: mean over seeds 0, 1 and the min-max band
-    assert list(line(axes[2], "mean:sc_sdpo").get_ydata()) == pytest.approx([10.5 + s for s in steps])
-    lower, upper = band_limits(axes[2], "band:sc_sdpo")
+    assert list(line(axes[4], "mean:sc_sdpo").get_ydata()) == pytest.approx([10.5 + s for s in steps])
+    lower, upper = band_limits(axes[4], "band:sc_sdpo")
     assert list(lower) == pytest.approx([10.0 + s for s in steps]) and list(upper) == pytest.approx([11.0 + s
                                                                                                    for s in steps])
     # the three methods log the same numbers: both later curves are drawn visibly over the first and named
-    assert notes(axes[0]) == ["coincide: GRPO = SDPO; GRPO = SC-SDPO"]
-    assert line(axes[0], "mean:sc_sdpo").get_markerfacecolor() == "none"
+    assert notes(axes[2]) == ["coincide: GRPO = SDPO; GRPO = SC-SDPO"]
+    assert line(axes[2], "mean:sc_sdpo").get_markerfacecolor() == "none"
 
 
 # --------------------------------------------------------------------------------------------------- figure 7
