@@ -55,6 +55,9 @@ def test_lint_is_clean(tmp_path):
         ("config/cpu_study.yaml", None,
          {"task_data": 1, "base_model": 1, "train": 30, "evaluate": 31, "tables": 1, "figures": 1, "base_table": 1,
           "expected_comparison": 1, "all": 1}),
+        ("config/cpu_study_olmo3.yaml", None,  # the same with olmo3-tiny and 5 seeds
+         {"task_data": 1, "base_model": 1, "train": 15, "evaluate": 16, "tables": 1, "figures": 1, "base_table": 1,
+          "expected_comparison": 1, "all": 1}),
         # 1 x 2 x 3 x 1 + ablation 1 = 7 runs; eval 7 + base 1 x 2
         ("config/smoke.yaml", None,
          {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 9, "tables": 1, "figures": 1, "base_table": 1,
