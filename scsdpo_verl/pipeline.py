@@ -241,6 +241,10 @@ def check_config_references(config: Mapping[str, Any], base_dir: str | Path | No
     if base.get("warm_start_steps") and phases > base["warm_start_steps"]:
         raise ConfigProblem(f"base_model.copy_drill_steps + teacher_first_steps ({phases}) exceed "
                             f"base_model.warm_start_steps ({base['warm_start_steps']})")
+    evaluation = config.get("evaluation", {})
+    if evaluation.get("group") == "model_task" and evaluation.get("backend", "hf") != "hf":
+        raise ConfigProblem(f"evaluation.group: model_task needs backend hf (one vLLM engine per checkpoint), "
+                            f"got backend {evaluation['backend']}")
     for key in config.get("train", {}):
         if key in PER_RUN_TRAIN_KEYS:
             raise ConfigProblem(f"train.{key}: set per run by the workflow; remove it from the config")

@@ -19,10 +19,12 @@ from scsdpo_verl.eval.majority import bootstrap_majority_accuracy, exact_majorit
 from scsdpo_verl.eval.runner import (  # noqa: E402
     PACKAGED_TASK_DIR,
     TASK_DATA_SOURCES,
+    evaluate_in_turn,
     lm_eval_task_name,
     read_samples,
     run_lm_eval,
     summarise_records,
+    write_benchmark,
     write_task_config,
 )
 from scsdpo_verl.tasks.schema import TaskDataError, write_parquet  # noqa: E402
@@ -145,7 +147,7 @@ def test_filters_compute_mean_exact_and_bootstrap_majority(science_parquet, tmp_
     assert 0.3 < results["acc,maj@5_bootstrap"] < 0.9
 
 
-def _tiny_model_dir(path):
+def _tiny_model_dir(path, seed=0):
     """A random 1-layer Qwen3 and a byte-level BPE tokenizer with a ChatML template, saved to ``path``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen3Config
@@ -164,7 +166,7 @@ def _tiny_model_dir(path):
     config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=2048,
                          pad_token_id=0, eos_token_id=2, bos_token_id=None, tie_word_embeddings=True)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -186,3 +188,35 @@ def test_run_lm_eval_on_a_tiny_qwen3(science_parquet, tmp_path):
     # lm-eval's own filters and the re-scoring of the logged samples agree
     assert results["lm_eval_metrics"] == pytest.approx(results["metrics"])
     assert summarise_records(records) == pytest.approx(results["metrics"])
+
+
+def test_evaluate_in_turn_gives_each_checkpoint_what_a_run_of_its_own_gives(science_parquet, tmp_path):
+    # two different random models; the second evaluated after the first, in one call, must sample exactly what
+    # it samples when evaluated alone (lm-eval reseeds at each call: no RNG state leaks from one to the next)
+    torch.set_num_threads(1)
+    models = [_tiny_model_dir(tmp_path / f"model{i}", seed=i) for i in (0, 1)]
+    settings = {"repeats": 3, "limit": 2, "max_gen_toks": 6, "batch_size": 8, "temperature": 1.0}
+    checkpoints = [{"model_dir": model, "out_dir": tmp_path / f"turn{i}", "seed": 1234 + i,
+                    "benchmark": tmp_path / "bench" / f"turn{i}.tsv"} for i, model in enumerate(models)]
+    in_turn = evaluate_in_turn(checkpoints, "synthetic_science", science_parquet, **settings)
+    alone = run_lm_eval(models[1], "synthetic_science", science_parquet, tmp_path / "alone", seed=1235, **settings)
+    turn_samples = read_samples(tmp_path / "turn1" / "samples.jsonl")
+    assert turn_samples == read_samples(tmp_path / "alone" / "samples.jsonl")
+    assert in_turn[1]["metrics"] == alone["metrics"]
+    # and the two models (and seeds) did sample differently, so the equality above says something
+    assert read_samples(tmp_path / "turn0" / "samples.jsonl") != turn_samples
+    from scsdpo_verl.analysis.tables import read_benchmark
+    for checkpoint in checkpoints:
+        measured = read_benchmark(checkpoint["benchmark"])  # what the cost table reads
+        assert measured["cpu_s"] > 0 and 0 < measured["wall_s"] < 600 and measured["max_rss_mb"] > 50
+
+
+def test_write_benchmark_uses_snakemakes_layout(tmp_path):
+    from scsdpo_verl.analysis.tables import read_benchmark
+    path = tmp_path / "b" / "x.tsv"
+    write_benchmark(path, wall_s=3725.5, cpu_s=12.25, max_rss_mb=650.0)
+    header, row = path.read_text().splitlines()
+    assert header.split("\t") == ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
+                                   "mean_load", "cpu_time"]
+    assert row.split("\t")[:3] == ["3725.50", "1:02:05", "650.00"] and row.split("\t")[-1] == "12.25"
+    assert read_benchmark(path) == {"wall_s": 3725.5, "cpu_s": 12.25, "max_rss_mb": 650.0}

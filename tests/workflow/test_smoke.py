@@ -2,6 +2,7 @@
 tables, the 8 figures and the HTML report; then the rerun behaviour users rely on."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_all_tables_figures_and_report(smoke_run):
 def test_console_shows_progress_not_empty_shell_commands(smoke_local_run):
     _, run = smoke_local_run
     assert "Shell command" not in run.log  # script rules have none: printing "None" per job was noise
-    assert "23 of 23 steps (100%) done" in run.log and "log: results/logs/train/" in run.log
+    # 17 jobs: the smoke config evaluates one process per model x task (evaluation.group)
+    assert "17 of 17 steps (100%) done" in run.log and "log: results/logs/train/" in run.log
 
 
 def test_run_dirs_are_self_describing(smoke_run):
@@ -186,14 +188,18 @@ def test_published_numbers_beside_this_run(smoke_run):
 
 def _bench(path) -> dict:
     lines = path.read_text().splitlines()
-    return dict(zip(lines[0].split("\t"), map(float, [v if ":" not in v else 0 for v in lines[1].split("\t")]),
-                    strict=True))
+    # h:m:s is read as 0; NA (a column evaluate_in_turn does not measure) as nan
+    values = [0.0 if ":" in v else math.nan if v == "NA" else float(v) for v in lines[1].split("\t")]
+    return dict(zip(lines[0].split("\t"), values, strict=True))
 
 
 def test_every_job_wrote_a_benchmark_and_the_cost_table_reads_them(smoke_run):
     benchmarks = smoke_run / "results/benchmarks"
     assert len(list((benchmarks / "train").rglob("*.tsv"))) == 7
     assert len(list((benchmarks / "evaluate").rglob("*.tsv"))) == 9
+    # the smoke config evaluates one process per model x task (evaluation.group): its own benchmark per group
+    assert sorted(p.name for p in (benchmarks / "evaluate_group/qwen3-tiny").iterdir()) == [
+        "synthetic_science.tsv", "synthetic_tooluse.tsv"]
     for name in ("task_data/synthetic_science", "task_data/synthetic_tooluse", "base_model/qwen3-tiny", "tables",
                  "figures"):
         assert (benchmarks / f"{name}.tsv").is_file(), name

@@ -2,6 +2,7 @@
 # config fails before any job runs, with a message naming the key.
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -156,3 +157,20 @@ def eval_model_path(wildcards):
     if wildcards.method == "base":
         return base_model_path(wildcards)
     return f"{run_dir(wildcards)}/final"
+
+
+# evaluation.group: model_task: the (method, seed) pairs that one evaluate_group process evaluates per model x task
+GROUPED_EVALUATIONS = [("base", 0)] + [(method, seed) for method in config["methods"] for seed in config["seeds"]]
+
+
+def grouped_wildcards(wildcards):
+    return [SimpleNamespace(model=wildcards.model, task=wildcards.task, method=method, seed=str(seed))
+            for method, seed in GROUPED_EVALUATIONS]
+
+
+def grouped_checkpoints(wildcards):
+    """What evaluate_in_turn needs per checkpoint: model, output dir, sampling seed, benchmark file."""
+    return [{"model_dir": eval_model_path(w), "out_dir": f"{RESULTS}/eval/{w.model}/{w.task}/{w.method}/seed{w.seed}",
+             "seed": config["evaluation"]["seed"] + int(w.seed),
+             "benchmark": f"{RESULTS}/benchmarks/evaluate/{w.model}/{w.task}/{w.method}/seed{w.seed}.tsv"}
+            for w in grouped_wildcards(wildcards)]
