@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-only", action="store_true")
+    parser.add_argument("--number-tokens", action="store_true",
+                        help="numbers as tokens of their own (models.train_tokenizer), not one token per digit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
@@ -55,6 +57,7 @@ def main() -> None:
         models.make_base(args.model, out, sft_rows_per_task=args.rows, sft_steps=args.steps, sft_batch=args.batch,
                          sft_lr=args.lr, teacher_fraction=args.teacher_fraction, copy_drill_steps=args.drills,
                          bf16={"true": True, "false": False}.get(args.bf16, args.bf16), eval_questions=0,
+                         number_tokens=args.number_tokens,
                          seed=args.seed, threads=args.threads)
     warm_seconds = time.time() - started
     torch.set_num_threads(args.threads)

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 SYNTHETIC_TASKS = ("synthetic_science", "synthetic_tooluse")
 VOCAB_SIZE = 1024  # the synthetic corpora need ~900: every word becomes one token
+NUMBER_TOKENS_VOCAB = 1408  # with number_tokens: the words plus ~400 numbers of their own
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"  # ids 0, 1, 2; IM_END is eos
 # ChatML; extra render arguments (enable_thinking, tools) are accepted and ignored
 CHAT_TEMPLATE = (
@@ -84,14 +85,18 @@ def corpus_texts(rows: Sequence[dict[str, Any]]) -> list[str]:
     return texts
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
-    """Byte-level BPE (digits split one per token) trained on ``texts``, with ChatML specials and template.
+def train_tokenizer(texts: Sequence[str], vocab_size: int = VOCAB_SIZE, *,
+                    number_tokens: bool = False) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on ``texts``, with ChatML specials and template.
 
+    Digits are split one per token, unless ``number_tokens``: then a run of digits is one pre-token and BPE
+    merges the frequent numbers into tokens of their own (give it the ``vocab_size`` for them, e.g. 1408: the
+    synthetic corpora's words take ~1000), so that copying a number is copying one token, not a digit string.
     Byte-level coverage means any text encodes; specials get ids 0 (pad), 1 (<|im_start|>), 2 (eos).
     """
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [pre_tokenizers.Digits(individual_digits=not number_tokens), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, IM_START, IM_END],
@@ -112,10 +117,9 @@ def build_tiny_model(name: str, tokenizer, seed: int = 0, **overrides: Any) -> P
     if name not in TINY_MODELS:
         raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(TINY_MODELS)}")
     config_class, shape = TINY_MODELS[name]
-    if len(tokenizer) > VOCAB_SIZE:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than the model vocabulary {VOCAB_SIZE}")
+    vocab_size = max(VOCAB_SIZE, -(-len(tokenizer) // 64) * 64)  # a larger tokenizer (number_tokens) widens it
     config = config_class(
-        vocab_size=VOCAB_SIZE, max_position_embeddings=2048, tie_word_embeddings=True,
+        vocab_size=vocab_size, max_position_embeddings=2048, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
         **{**shape, **overrides},
     )
@@ -579,7 +583,7 @@ def competence_report(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
-              bf16: bool | str = "auto",
+              bf16: bool | str = "auto", number_tokens: bool = False,
               eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -593,7 +597,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     saves its state every ``save_every`` steps and a rerun continues from it (``warm_start``); the state is
     removed once the base checkpoint is written, so a later run (e.g. after a code change) starts afresh.
     ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with native bf16); the choice
-    and its reason are logged and written to the report.
+    and its reason are logged and written to the report. ``number_tokens``: see ``train_tokenizer`` (an
+    experiment of bench/base_competence.py, not yet a config key).
     """
     torch.set_num_threads(threads)
     bf16, precision_reason = choose_bf16(bf16)
@@ -601,7 +606,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     started = time.time()
     train_rows = {task: load_rows(task, sft_rows_per_task, seed, "train") for task in tasks}
     if model_name in TINY_MODELS:
-        tokenizer = train_tokenizer(corpus_texts([r for rows in train_rows.values() for r in rows]))
+        tokenizer = train_tokenizer(corpus_texts([r for rows in train_rows.values() for r in rows]),
+                                    NUMBER_TOKENS_VOCAB if number_tokens else VOCAB_SIZE, number_tokens=number_tokens)
         model = build_tiny_model(model_name, tokenizer, seed=seed, **(overrides or {}))
     elif model_name == "smollm2-135m":
         convert_smollm2(out_dir)
@@ -612,6 +618,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     # the tokenizer and the initial weights are rebuilt identically on a resume; the rest must match too
     fingerprint = {"model": model_name, "tasks": list(tasks), "rows_per_task": sft_rows_per_task,
                    "overrides": overrides or {}}
+    if number_tokens:
+        fingerprint["number_tokens"] = True
     losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed,
                         teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps,
                         copy_drill_steps=copy_drill_steps, bf16=bf16,
@@ -621,7 +629,7 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
                               "sft_steps": sft_steps, "sft_batch": sft_batch, "sft_lr": sft_lr,
                               "teacher_fraction": teacher_fraction, "teacher_first_steps": teacher_first_steps,
-                              "copy_drill_steps": copy_drill_steps,
+                              "copy_drill_steps": copy_drill_steps, "number_tokens": number_tokens,
                               "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,

@@ -38,6 +38,21 @@ def test_tokenizer_specials_template_and_round_trip(tokenizer):
     assert again.get_vocab() == tokenizer.get_vocab()  # deterministic
 
 
+def test_number_tokens_make_frequent_numbers_one_token_and_widen_the_model():
+    texts = ["set the volume to 32 now", "the volume is 32", "page 32 of 7"] * 50 + ["a b c d e f g"]
+    tokenizer = models.train_tokenizer(texts, 400, number_tokens=True)
+    assert tokenizer.tokenize("volume 32")[-2:] == ["Ġ", "32"]  # the frequent number: one token
+    assert tokenizer.tokenize("7") == ["7"]
+    assert tokenizer.decode(tokenizer("page 4096")["input_ids"]) == "page 4096"  # unseen ones still encode
+    plain = models.train_tokenizer(texts, 400)
+    assert plain.tokenize("32") == ["3", "2"]
+    # a tokenizer larger than the default vocabulary widens the model to the next multiple of 64
+    wide = models.train_tokenizer(texts + [f"w{i}x{i * 7}" for i in range(1100)], 1200, number_tokens=True)
+    assert 1024 < len(wide) <= 1200
+    model = models.build_tiny_model("qwen3-tiny", wide)
+    assert model.config.vocab_size == -(-len(wide) // 64) * 64 and model.config.vocab_size % 64 == 0
+
+
 @pytest.mark.parametrize(("name", "model_type"), [("qwen3-tiny", "qwen3"), ("olmo3-tiny", "olmo3")])
 def test_tiny_models_have_the_planned_size_and_load_offline(tokenizer, tmp_path, monkeypatch, name, model_type):
     model = models.build_tiny_model(name, tokenizer)
