@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -241,10 +243,10 @@ def check_config_references(config: Mapping[str, Any], base_dir: str | Path | No
     if base.get("warm_start_steps") and phases > base["warm_start_steps"]:
         raise ConfigProblem(f"base_model.copy_drill_steps + teacher_first_steps ({phases}) exceed "
                             f"base_model.warm_start_steps ({base['warm_start_steps']})")
-    evaluation = config.get("evaluation", {})
-    if evaluation.get("group") == "model_task" and evaluation.get("backend", "hf") != "hf":
-        raise ConfigProblem(f"evaluation.group: model_task needs backend hf (one vLLM engine per checkpoint), "
-                            f"got backend {evaluation['backend']}")
+    evaluation_backend = config.get("evaluation", {}).get("backend", "hf")
+    if config.get("group_jobs") == "model_task" and evaluation_backend != "hf":
+        raise ConfigProblem(f"group_jobs: model_task needs evaluation.backend hf (one vLLM engine per checkpoint), "
+                            f"got {evaluation_backend}")
     for key in config.get("train", {}):
         if key in PER_RUN_TRAIN_KEYS:
             raise ConfigProblem(f"train.{key}: set per run by the workflow; remove it from the config")
@@ -399,6 +401,38 @@ def effective_train_config(
     if spec["algorithm"] == "sdpo":
         values["exponent"] = 0.0
     return load_config(None, [f"{k}={v}" for k, v in values.items()]).to_dict()
+
+
+# Snakemake's benchmark file columns (what ``benchmark:`` writes; the cost table reads s, cpu_time and max_rss)
+BENCHMARK_COLUMNS = ("s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load",
+                     "cpu_time")
+
+
+def write_benchmark(path: str | Path, *, wall_s: float, cpu_s: float, max_rss_mb: float) -> None:
+    """One measurement in Snakemake's benchmark TSV layout (columns it measures and we do not are NA)."""
+    hours, rest = divmod(int(wall_s), 3600)
+    values = {"s": f"{wall_s:.2f}", "h:m:s": f"{hours}:{rest // 60:02d}:{rest % 60:02d}",
+              "max_rss": f"{max_rss_mb:.2f}", "cpu_time": f"{cpu_s:.2f}"}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\t".join(BENCHMARK_COLUMNS) + "\n" + "\t".join(values.get(c, "NA") for c in BENCHMARK_COLUMNS)
+                    + "\n")
+
+
+@contextmanager
+def benchmarked(path: str | Path) -> Iterator[None]:
+    """Measure the block as Snakemake's ``benchmark:`` measures a job: its wall and CPU seconds and the process's
+    peak resident memory, written to ``path`` when the block ends (not after an exception). For jobs that run
+    several runs in one process (``group_jobs: model_task``): each run gets its own file, its own seconds (the
+    imports, paid once, are in the group's benchmark only) and the peak memory so far."""
+    def cpu_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    yield
+    write_benchmark(path, wall_s=time.perf_counter() - wall, cpu_s=cpu_seconds() - cpu,
+                    max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
 
 
 def prepare_run_dir(run_dir: str | Path, effective: Mapping[str, Any]) -> bool:

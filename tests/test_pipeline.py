@@ -384,3 +384,40 @@ def test_finish_verl_run_writes_flat_metrics_with_cumulative_step_time(tmp_path)
     assert [r["step"] for r in merged] == [0, 1, 2]
     assert [r["timing_s/step_cumulative"] for r in merged] == [0.0, 3.0, 7.0]
     assert merged[2]["val-core/x/acc/mean@2"] == 0.5 and summary["steps"] == 2 and (tmp_path / "final").is_dir()
+
+
+def test_write_benchmark_uses_snakemakes_layout(tmp_path):
+    from scsdpo_verl.analysis.tables import read_benchmark
+    from scsdpo_verl.pipeline import write_benchmark
+
+    path = tmp_path / "b" / "x.tsv"
+    write_benchmark(path, wall_s=3725.5, cpu_s=12.25, max_rss_mb=650.0)
+    header, row = path.read_text().splitlines()
+    assert header.split("\t") == ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
+                                   "mean_load", "cpu_time"]
+    assert row.split("\t")[:3] == ["3725.50", "1:02:05", "650.00"] and row.split("\t")[-1] == "12.25"
+    assert read_benchmark(path) == {"wall_s": 3725.5, "cpu_s": 12.25, "max_rss_mb": 650.0}  # the cost table's reader
+
+
+def test_benchmarked_measures_the_block_not_the_process(tmp_path):
+    import time
+
+    from scsdpo_verl.analysis.tables import read_benchmark
+    from scsdpo_verl.pipeline import benchmarked
+
+    busy = time.process_time()
+    while time.process_time() - busy < 0.3:  # CPU time spent before the block: not in its measurement
+        pass
+    with benchmarked(tmp_path / "sleep.tsv"):
+        time.sleep(0.4)  # wall, almost no CPU
+    with benchmarked(tmp_path / "spin.tsv"):
+        start = time.process_time()
+        while time.process_time() - start < 0.4:  # CPU
+            pass
+    sleep, spin = read_benchmark(tmp_path / "sleep.tsv"), read_benchmark(tmp_path / "spin.tsv")
+    assert 0.4 <= sleep["wall_s"] < 2 and sleep["cpu_s"] < 0.2
+    assert 0.4 <= spin["cpu_s"] < 1.5 and spin["wall_s"] >= 0.4
+    assert spin["max_rss_mb"] > 10  # the process's peak, in MB (ru_maxrss is KiB on Linux)
+    with pytest.raises(RuntimeError), benchmarked(tmp_path / "failed.tsv"):
+        raise RuntimeError("a failed run")
+    assert not (tmp_path / "failed.tsv").exists()  # no measurement of a run that did not finish

@@ -10,7 +10,7 @@
      benchmark means computed from those samples, next to the numbers lm-eval's own filters reported).
 Backends: ``hf`` (transformers, CPU by default) and ``vllm`` (GPU; needs a separate environment).
 ``evaluate_in_turn(checkpoints, task_name, data_path)`` runs it on several checkpoints in one process (the workflow's
-``evaluation.group: model_task``), each with the numbers a process of its own would give and its own benchmark file.
+``group_jobs: model_task``), each with the numbers a process of its own would give and its own benchmark file.
 """
 
 from __future__ import annotations
@@ -239,21 +239,6 @@ def run_lm_eval(
     return results
 
 
-# Snakemake's benchmark file columns (what ``benchmark:`` writes; the cost table reads s, cpu_time and max_rss)
-BENCHMARK_COLUMNS = ("s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load",
-                     "cpu_time")
-
-
-def write_benchmark(path: str | Path, *, wall_s: float, cpu_s: float, max_rss_mb: float) -> None:
-    """One measurement in Snakemake's benchmark TSV layout (columns it measures and we do not are NA)."""
-    hours, rest = divmod(int(wall_s), 3600)
-    values = {"s": f"{wall_s:.2f}", "h:m:s": f"{hours}:{rest // 60:02d}:{rest % 60:02d}",
-              "max_rss": f"{max_rss_mb:.2f}", "cpu_time": f"{cpu_s:.2f}"}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\t".join(BENCHMARK_COLUMNS) + "\n" + "\t".join(values.get(c, "NA") for c in BENCHMARK_COLUMNS)
-                    + "\n")
-
 
 def evaluate_in_turn(checkpoints: Sequence[Mapping[str, Any]], task_name: str, data_path: str | Path,
                      **settings: Any) -> list[dict[str, Any]]:
@@ -266,18 +251,11 @@ def evaluate_in_turn(checkpoints: Sequence[Mapping[str, Any]], task_name: str, d
     checkpoint's wall and CPU seconds (its own, imports excluded) and the process's peak RSS so far go to its
     ``benchmark`` file in Snakemake's layout, so the cost table reads grouped and single evaluations alike.
     """
-    import resource
-
-    def cpu_seconds() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+    from scsdpo_verl.pipeline import benchmarked
 
     results = []
     for checkpoint in checkpoints:
-        wall, cpu = time.perf_counter(), cpu_seconds()
-        results.append(run_lm_eval(checkpoint["model_dir"], task_name, data_path, checkpoint["out_dir"],
-                                   seed=checkpoint["seed"], **settings))
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-        write_benchmark(checkpoint["benchmark"], wall_s=time.perf_counter() - wall, cpu_s=cpu_seconds() - cpu,
-                        max_rss_mb=peak_rss_mb)
+        with benchmarked(checkpoint["benchmark"]):
+            results.append(run_lm_eval(checkpoint["model_dir"], task_name, data_path, checkpoint["out_dir"],
+                                       seed=checkpoint["seed"], **settings))
     return results

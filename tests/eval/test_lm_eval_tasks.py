@@ -24,7 +24,6 @@ from scsdpo_verl.eval.runner import (  # noqa: E402
     read_samples,
     run_lm_eval,
     summarise_records,
-    write_benchmark,
     write_task_config,
 )
 from scsdpo_verl.tasks.schema import TaskDataError, write_parquet  # noqa: E402
@@ -210,13 +209,3 @@ def test_evaluate_in_turn_gives_each_checkpoint_what_a_run_of_its_own_gives(scie
         measured = read_benchmark(checkpoint["benchmark"])  # what the cost table reads
         assert measured["cpu_s"] > 0 and 0 < measured["wall_s"] < 600 and measured["max_rss_mb"] > 50
 
-
-def test_write_benchmark_uses_snakemakes_layout(tmp_path):
-    from scsdpo_verl.analysis.tables import read_benchmark
-    path = tmp_path / "b" / "x.tsv"
-    write_benchmark(path, wall_s=3725.5, cpu_s=12.25, max_rss_mb=650.0)
-    header, row = path.read_text().splitlines()
-    assert header.split("\t") == ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
-                                   "mean_load", "cpu_time"]
-    assert row.split("\t")[:3] == ["3725.50", "1:02:05", "650.00"] and row.split("\t")[-1] == "12.25"
-    assert read_benchmark(path) == {"wall_s": 3725.5, "cpu_s": 12.25, "max_rss_mb": 650.0}

@@ -29,6 +29,11 @@ LOCAL_OVERRIDES = Path(__file__).resolve().parent / "profile_overrides.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SMOKE_CONFIG = REPO / "config" / "smoke.yaml"
 SMOKE_ARGS = ["--snakefile", str(REPO / "Snakefile"), "--configfile", str(SMOKE_CONFIG)]
+# on SLURM one job per training run and evaluation (group_jobs: none), where the local smoke run groups them per
+# model x task: the comparison of the two runs' outputs then also shows that grouping changes no number
+SLURM_SMOKE_ARGS = [*SMOKE_ARGS, "--config", "group_jobs=none"]
+# the group jobs' own benchmark files exist in the grouped (local) run only
+GROUP_BENCHMARKS = ("results/benchmarks/train_group/", "results/benchmarks/evaluate_group/")
 DAG_TIMEOUT_S = 1200  # one smoke DAG: ~9 min locally on the loaded 2-core dev machine
 
 # what cluster.sh creates

@@ -56,8 +56,8 @@ def test_all_tables_figures_and_report(smoke_run):
 def test_console_shows_progress_not_empty_shell_commands(smoke_local_run):
     _, run = smoke_local_run
     assert "Shell command" not in run.log  # script rules have none: printing "None" per job was noise
-    # 17 jobs: the smoke config evaluates one process per model x task (evaluation.group)
-    assert "17 of 17 steps (100%) done" in run.log and "log: results/logs/train/" in run.log
+    # 13 jobs: the smoke config trains and evaluates in one process per model x task (group_jobs)
+    assert "13 of 13 steps (100%) done" in run.log and "log: results/logs/train/" in run.log
 
 
 def test_run_dirs_are_self_describing(smoke_run):
@@ -73,6 +73,27 @@ def test_run_dirs_are_self_describing(smoke_run):
     assert results  # lm-eval ran on the final checkpoint
 
 
+def test_a_grouped_run_is_the_run_alone(smoke_run, tmp_path):
+    # group_jobs: model_task trained qwen3-tiny/synthetic_tooluse's runs in one process, sc_sdpo last: trained alone
+    # in a fresh process from its recorded config, it must log the same numbers (only clock times may differ)
+    run = smoke_run / "results/runs/qwen3-tiny/synthetic_tooluse/sc_sdpo/seed0"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    alone = tmp_path / "alone"
+    config.update(run_dir=str(alone), resume=False, progress_bar=False, logger=[])
+    for key in ("model_path", "train_path", "val_path"):
+        config[key] = str(smoke_run / config[key])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    subprocess.run([sys.executable, "-m", "scsdpo_verl.local.train", "--config", str(tmp_path / "config.yaml")],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=600)
+
+    def numbers(path):
+        return [{k: v for k, v in json.loads(line).items() if "timing" not in k}
+                for line in path.read_text().splitlines()]
+
+    grouped = numbers(run / "metrics.jsonl")
+    assert len(grouped) == config["total_steps"] + 1 and grouped == numbers(alone / "metrics.jsonl")
+
+
 def test_rerun_is_a_no_op_and_a_changed_config_reruns_training(smoke_run, tmp_path):
     proc = _snakemake(smoke_run, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -85,7 +106,8 @@ def test_rerun_is_a_no_op_and_a_changed_config_reruns_training(smoke_run, tmp_pa
         (line.split()[0], int(line.split()[1])) for line in out[out.index("Job stats"):].splitlines()[3:]
         if len(line.split()) == 2 and line.split()[1].isdigit()
     )
-    assert counts["train"] == 7  # every run's effective config changed: none is silently reused
+    # every run's effective config changed, none is silently reused: both groups (6 runs) and the ablation's run
+    assert (counts["train_group"], counts["train"]) == (2, 1)
     assert "params" in out.lower()
 
 
@@ -197,9 +219,10 @@ def test_every_job_wrote_a_benchmark_and_the_cost_table_reads_them(smoke_run):
     benchmarks = smoke_run / "results/benchmarks"
     assert len(list((benchmarks / "train").rglob("*.tsv"))) == 7
     assert len(list((benchmarks / "evaluate").rglob("*.tsv"))) == 9
-    # the smoke config evaluates one process per model x task (evaluation.group): its own benchmark per group
-    assert sorted(p.name for p in (benchmarks / "evaluate_group/qwen3-tiny").iterdir()) == [
-        "synthetic_science.tsv", "synthetic_tooluse.tsv"]
+    # the smoke config trains and evaluates in one process per model x task (group_jobs): a benchmark per group
+    for group in ("train_group", "evaluate_group"):
+        assert sorted(p.name for p in (benchmarks / group / "qwen3-tiny").iterdir()) == [
+            "synthetic_science.tsv", "synthetic_tooluse.tsv"]
     for name in ("task_data/synthetic_science", "task_data/synthetic_tooluse", "base_model/qwen3-tiny", "tables",
                  "figures"):
         assert (benchmarks / f"{name}.tsv").is_file(), name

@@ -46,12 +46,12 @@ def test_lint_is_clean(tmp_path):
 @pytest.mark.parametrize(
     ("configfile", "profile", "expected"),
     [
-        # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 1 x 2 = 26 runs; evaluation (group:
-        # model_task): one process per model x task for its base and 6 main-grid checkpoints, one per ablation
-        # checkpoint; its expected_results key adds the comparison with docs/results/default
+        # 2 models x 2 tasks x 3 methods x 2 seeds + ablation 1 x 1 x 1 x 2 = 26 runs; group_jobs: model_task: per
+        # model x task one job trains its 6 main-grid runs and one evaluates them and the base, the ablation's 2 runs
+        # keep a job each; its expected_results key adds the comparison with docs/results/default
         ("config/default.yaml", None,
-         {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 2, "evaluate_group": 4, "tables": 1, "figures": 1,
-          "base_table": 1, "expected_comparison": 1, "all": 1}),
+         {"task_data": 2, "base_model": 2, "train": 2, "train_group": 4, "evaluate": 2, "evaluate_group": 4,
+          "tables": 1, "figures": 1, "base_table": 1, "expected_comparison": 1, "all": 1}),
         # the CPU study: 1 model x 1 task x 3 methods x 12 seeds = 36 runs; eval 36 + base 1; its expected results
         ("config/cpu_study.yaml", None,
          {"task_data": 1, "base_model": 1, "train": 36, "evaluate": 37, "tables": 1, "figures": 1, "base_table": 1,
@@ -59,10 +59,10 @@ def test_lint_is_clean(tmp_path):
         ("config/cpu_study_olmo3.yaml", None,  # the same with olmo3-tiny and 5 seeds
          {"task_data": 1, "base_model": 1, "train": 15, "evaluate": 16, "tables": 1, "figures": 1, "base_table": 1,
           "expected_comparison": 1, "all": 1}),
-        # 1 x 2 x 3 x 1 + ablation 1 = 7 runs; evaluation: 2 model x task groups (base + 3 each) + the ablation's 1
+        # 1 x 2 x 3 x 1 + ablation 1 = 7 runs: 2 model x task groups (3 runs; base + 3 evaluations) + the ablation's
         ("config/smoke.yaml", None,
-         {"task_data": 2, "base_model": 1, "train": 7, "evaluate": 1, "evaluate_group": 2, "tables": 1, "figures": 1,
-          "base_table": 1, "all": 1}),
+         {"task_data": 2, "base_model": 1, "train": 1, "train_group": 2, "evaluate": 1, "evaluate_group": 2,
+          "tables": 1, "figures": 1, "base_table": 1, "all": 1}),
         # 2 x 5 x 3 x 3 + ablation 1 x 2 x 3 x 3 = 108 runs; eval 108 + base 2 x 5; hf models need no base rule
         # (nor a base table)
         ("config/paper.yaml", "workflow/profiles/slurm",
@@ -133,8 +133,8 @@ def test_broken_config_fails_at_validation_naming_the_key(tmp_path, mutate, mess
     assert not (tmp_path / "work" / "results").exists()  # nothing ran
 
 
-DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 2, "evaluate_group": 4, "tables": 1,
-                  "figures": 1, "base_table": 1, "expected_comparison": 1, "all": 1}
+DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 2, "train_group": 4, "evaluate": 2, "evaluate_group": 4,
+                  "tables": 1, "figures": 1, "base_table": 1, "expected_comparison": 1, "all": 1}
 
 
 @pytest.mark.parametrize(
@@ -145,14 +145,14 @@ DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 26, "evaluate": 2, "
         (["base_model={bf16: false, warm_start_steps: 10, copy_drill_steps: 5}"], DEFAULT_COUNTS),
         # no expected results: their comparison table leaves the DAG
         (["expected_results=null"], {k: v for k, v in DEFAULT_COUNTS.items() if k != "expected_comparison"}),
-        # a list override: 3 seeds -> 39 runs; the 4 groups take 3 seeds each, the ablation 3 processes
-        (["seeds=[0, 1, 2]"], {**DEFAULT_COUNTS, "train": 39, "evaluate": 3}),
-        # one process per checkpoint: 26 + the 4 base evaluations, no group
-        (["evaluation={group: checkpoint}"],
-         {**{k: v for k, v in DEFAULT_COUNTS.items() if k != "evaluate_group"}, "evaluate": 30}),
+        # a list override: 3 seeds -> 39 runs; the 4 groups take 3 seeds each, the ablation 3 jobs
+        (["seeds=[0, 1, 2]"], {**DEFAULT_COUNTS, "train": 3, "evaluate": 3}),
+        # one job per run: 26 trainings, 26 + the 4 base evaluations, no group
+        (["group_jobs=none"],
+         {**{k: v for k, v in DEFAULT_COUNTS.items() if not k.endswith("_group")}, "train": 26, "evaluate": 30}),
         # an ablation variant under a free key (a second main-grid sc_sdpo is refused: see below)
         (["ablation={methods: {half_max: {algorithm: sc_sdpo, normalize: batch_max}}}"],
-         {**DEFAULT_COUNTS, "train": 28, "evaluate": 4}),
+         {**DEFAULT_COUNTS, "train": 4, "evaluate": 4}),
     ],
 )
 def test_config_overrides_merge_with_the_default(tmp_path, overrides, expected):
@@ -172,8 +172,8 @@ def test_config_overrides_merge_with_the_default(tmp_path, overrides, expected):
          "reporting.published.models.qwen3-tiny: 'GPT-5' is not in"),
         ("tasks={synthetic_science: {kind: synthetic_science, scorer: reference}}",
          "tasks.synthetic_science.scorer: applies to tool-use tasks only"),
-        ("evaluation={group: model_task, backend: vllm}", "evaluation.group: model_task needs backend hf"),
-        ("evaluation={group: per_run}", "evaluation.group: 'per_run' is not one of ['checkpoint', 'model_task']"),
+        ("evaluation={backend: vllm}", "group_jobs: model_task needs evaluation.backend hf"),
+        ("group_jobs=per_run", "group_jobs: 'per_run' is not one of ['none', 'model_task']"),
     ],
 )
 def test_bad_overrides_fail_naming_the_key(tmp_path, override, message):
@@ -183,4 +183,5 @@ def test_bad_overrides_fail_naming_the_key(tmp_path, override, message):
 
 def test_overrides_apply_on_top_of_a_configfile(tmp_path):
     proc = _snakemake(["-n", "--configfile", str(REPO / "config/smoke.yaml"), "--config", "seeds=[0, 1]"], tmp_path)
-    assert _job_counts(proc.stdout)["train"] == 14  # the smoke grid (7 runs per seed), not the default's
+    counts = _job_counts(proc.stdout)  # the smoke grid (7 runs per seed: 2 groups of 6, 2 ablation runs)
+    assert (counts["train"], counts["train_group"]) == (2, 2)

@@ -159,13 +159,24 @@ def eval_model_path(wildcards):
     return f"{run_dir(wildcards)}/final"
 
 
-# evaluation.group: model_task: the (method, seed) pairs that one evaluate_group process evaluates per model x task
-GROUPED_EVALUATIONS = [("base", 0)] + [(method, seed) for method in config["methods"] for seed in config["seeds"]]
+# group_jobs: model_task: the (method, seed) runs one train_group process trains per model x task, and what one
+# evaluate_group process evaluates (the base model first)
+GROUPED_RUNS = [(method, seed) for method in config["methods"] for seed in config["seeds"]]
+GROUPED_EVALUATIONS = [("base", 0)] + GROUPED_RUNS
 
 
-def grouped_wildcards(wildcards):
+def grouped_wildcards(wildcards, pairs=GROUPED_EVALUATIONS):
     return [SimpleNamespace(model=wildcards.model, task=wildcards.task, method=method, seed=str(seed))
-            for method, seed in GROUPED_EVALUATIONS]
+            for method, seed in pairs]
+
+
+def grouped_runs(wildcards, threads):
+    """What one train_group process needs per run: its effective config (a param: a change re-runs the group),
+    final checkpoint dir, log and benchmark file, as rule train has them."""
+    return [{"train_config": train_config(w, threads), "final": f"{run_dir(w)}/final",
+             "log": f"{RESULTS}/logs/train/{w.model}/{w.task}/{w.method}/seed{w.seed}.log",
+             "benchmark": f"{RESULTS}/benchmarks/train/{w.model}/{w.task}/{w.method}/seed{w.seed}.tsv"}
+            for w in grouped_wildcards(wildcards, GROUPED_RUNS)]
 
 
 def grouped_checkpoints(wildcards):

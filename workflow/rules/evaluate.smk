@@ -24,7 +24,7 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
-if config["evaluation"]["group"] == "model_task":
+if config["group_jobs"] == "model_task":
     # one process per model x task (helpers: common.smk): the base model, then the main grid's checkpoints (the
     # ablation's keep rule evaluate); the same outputs, per-checkpoint benchmark files included, as rule evaluate's
     rule evaluate_group:

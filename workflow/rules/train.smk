@@ -25,6 +25,33 @@ if config["backend"] == "local":
         script:
             "../scripts/train_local.py"
 
+    if config["group_jobs"] == "model_task":
+
+        rule train_group:
+            """One process per model x task trains the main grid's runs in turn (helpers: common.smk); each run
+            as rule train runs it (its own run dir, resume, log and benchmark file), the imports paid once."""
+            input:
+                base_model_input,
+                train=f"{RESULTS}/data/{{task}}/train.parquet",
+                test=f"{RESULTS}/data/{{task}}/test.parquet",
+            output:
+                final=[directory(f"{RESULTS}/runs/{{model}}/{{task}}/{m}/seed{s}/final") for m, s in GROUPED_RUNS],
+                summary=[f"{RESULTS}/runs/{{model}}/{{task}}/{m}/seed{s}/summary.json" for m, s in GROUPED_RUNS],
+                benchmarks=[f"{RESULTS}/benchmarks/train/{{model}}/{{task}}/{m}/seed{s}.tsv" for m, s in GROUPED_RUNS],
+            params:
+                runs=grouped_runs,
+            threads: 1
+            log:
+                runs=[f"{RESULTS}/logs/train/{{model}}/{{task}}/{m}/seed{s}.log" for m, s in GROUPED_RUNS],
+            benchmark:
+                f"{RESULTS}/benchmarks/train_group/{{model}}/{{task}}.tsv"
+            conda:
+                "../../envs/cpu.yaml"
+            script:
+                "../scripts/train_group.py"
+
+        ruleorder: train_group > train
+
 else:
 
     rule train:

@@ -1,4 +1,4 @@
-"""Rule evaluate_group (evaluation.group: model_task): lm-eval on the base model and every main-grid checkpoint of
+"""Rule evaluate_group (group_jobs: model_task): lm-eval on the base model and every main-grid checkpoint of
 one model x task, in turn, in this process (logic: scsdpo_verl.eval.runner.evaluate_in_turn)."""
 
 import logging
