@@ -319,6 +319,15 @@ def test_make_base_logs_and_reports_the_precision_it_chose(tmp_path, monkeypatch
     assert saved["precision"] == report["precision"]
 
 
+def test_make_base_with_number_tokens_saves_a_widened_model_and_its_tokenizer(tmp_path):
+    report = models.make_base("qwen3-tiny", tmp_path / "base", sft_rows_per_task=40, sft_steps=1, sft_batch=4,
+                              eval_questions=0, threads=1, number_tokens=True)
+    assert report["number_tokens"] is True
+    model, tokenizer = models.load_pretrained(tmp_path / "base")
+    assert model.config.vocab_size >= len(tokenizer) > models.VOCAB_SIZE  # numbers of their own widen the vocab
+    assert any(len(token) > 1 and token.isdigit() for token in tokenizer.get_vocab())
+
+
 def test_first_divergence():
     assert models.first_divergence([5, 6, 9], [5, 6, 7, 8]) == 2
     assert models.first_divergence([4], [5, 6]) == 0

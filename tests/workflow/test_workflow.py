@@ -143,6 +143,7 @@ DEFAULT_COUNTS = {"task_data": 2, "base_model": 2, "train": 2, "train_group": 4,
         # one key of the default changed: the rest of the default stays (63 jobs), the value gets its schema type
         (["train={lr: 3e-4}"], DEFAULT_COUNTS),
         (["base_model={bf16: false, warm_start_steps: 10, copy_drill_steps: 5}"], DEFAULT_COUNTS),
+        (["base_model={number_tokens: true}"], DEFAULT_COUNTS),
         # no expected results: their comparison table leaves the DAG
         (["expected_results=null"], {k: v for k, v in DEFAULT_COUNTS.items() if k != "expected_comparison"}),
         # a list override: 3 seeds -> 39 runs; the 4 groups take 3 seeds each, the ablation 3 jobs

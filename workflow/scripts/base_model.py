@@ -25,6 +25,7 @@ report = make_base(
     copy_drill_steps=settings["copy_drill_steps"],
     teacher_first_steps=settings["teacher_first_steps"],
     bf16=settings["bf16"],
+    number_tokens=settings["number_tokens"],
     eval_questions=settings["report_questions"],
     seed=settings["seed"],
     threads=smk.threads,
