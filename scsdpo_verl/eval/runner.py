@@ -240,6 +240,12 @@ def run_lm_eval(
 
 
 
+def sampling_settings(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """``run_lm_eval``'s keyword arguments from the workflow config's ``evaluation`` section (the seed is per run)."""
+    keys = ("backend", "repeats", "limit", "temperature", "top_p", "max_gen_toks", "batch_size")
+    return {**{key: evaluation[key] for key in keys}, "device": "cpu" if evaluation["backend"] == "hf" else "cuda"}
+
+
 def evaluate_in_turn(checkpoints: Sequence[Mapping[str, Any]], task_name: str, data_path: str | Path,
                      **settings: Any) -> list[dict[str, Any]]:
     """``run_lm_eval`` on several checkpoints of one task in this process, one after another.

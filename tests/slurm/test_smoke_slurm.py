@@ -271,9 +271,15 @@ def _threads_by_slurm_job(log: str) -> dict[str, int]:
 
 def test_sacct_shows_every_job_completed_with_the_profile_resources(slurm_run: SlurmRun, smoke_local_run):
     rows = [r for r in slurm_run.sacct if r["JobIDRaw"] != slurm_run.killer.killed_job]
-    # every job of the local run was one SLURM job, except the target rule `all` (no code; snakemake runs it)
+    # every job of the local run was one SLURM job, except the target rule `all` (no code; snakemake runs it) and
+    # the local run's groups (group_jobs: model_task), which are a job per run on SLURM (group_jobs: none)
     local_jobs = Counter(re.findall(r"^(?:local)?rule (\S+):$", smoke_local_run[1].log, flags=re.MULTILINE))
-    assert Counter(rule_of(r["Comment"]) for r in rows) == local_jobs - Counter(all=1)
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    runs_per_group = len(config["methods"]) * len(config["seeds"])
+    expected = local_jobs - Counter(all=1)
+    expected["train"] += runs_per_group * expected.pop("train_group")
+    expected["evaluate"] += (runs_per_group + 1) * expected.pop("evaluate_group")  # + the base model
+    assert Counter(rule_of(r["Comment"]) for r in rows) == expected
     threads = _threads_by_slurm_job(slurm_run.run.log)
     for row in rows:
         rule = rule_of(row["Comment"])

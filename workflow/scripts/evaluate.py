@@ -4,7 +4,7 @@ import logging
 import sys
 from pathlib import Path
 
-from scsdpo_verl.eval.runner import lm_eval_task_name, run_lm_eval
+from scsdpo_verl.eval.runner import lm_eval_task_name, run_lm_eval, sampling_settings
 
 smk = snakemake  # noqa: F821
 logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
@@ -16,14 +16,7 @@ results = run_lm_eval(
     lm_eval_task_name(spec["kind"], spec.get("domain")),
     smk.input.test,
     Path(smk.output.results).parent,
-    backend=settings["backend"],
-    repeats=settings["repeats"],
-    limit=settings["limit"],
     seed=settings["seed"] + int(smk.wildcards.seed),
-    temperature=settings["temperature"],
-    top_p=settings["top_p"],
-    max_gen_toks=settings["max_gen_toks"],
-    batch_size=settings["batch_size"],
-    device="cpu" if settings["backend"] == "hf" else "cuda",
+    **sampling_settings(settings),
 )
 logging.info("results: %s", {k: v for k, v in results.items() if k != "samples"})

@@ -4,7 +4,7 @@ one model x task, in turn, in this process (logic: scsdpo_verl.eval.runner.evalu
 import logging
 import sys
 
-from scsdpo_verl.eval.runner import evaluate_in_turn, lm_eval_task_name
+from scsdpo_verl.eval.runner import evaluate_in_turn, lm_eval_task_name, sampling_settings
 
 smk = snakemake  # noqa: F821
 logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
@@ -15,14 +15,7 @@ results = evaluate_in_turn(
     smk.params.checkpoints,
     lm_eval_task_name(spec["kind"], spec.get("domain")),
     smk.input.test,
-    backend="hf",
-    repeats=settings["repeats"],
-    limit=settings["limit"],
-    temperature=settings["temperature"],
-    top_p=settings["top_p"],
-    max_gen_toks=settings["max_gen_toks"],
-    batch_size=settings["batch_size"],
-    device="cpu",
+    **sampling_settings(settings),
 )
 for checkpoint, result in zip(smk.params.checkpoints, results, strict=True):
     logging.info("%s: %s", checkpoint["out_dir"], result["metrics"])
