@@ -597,8 +597,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     saves its state every ``save_every`` steps and a rerun continues from it (``warm_start``); the state is
     removed once the base checkpoint is written, so a later run (e.g. after a code change) starts afresh.
     ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with native bf16); the choice
-    and its reason are logged and written to the report. ``number_tokens``: see ``train_tokenizer`` (an
-    experiment of bench/base_competence.py, not yet a config key).
+    and its reason are logged and written to the report. ``number_tokens``: see ``train_tokenizer``
+    (config ``base_model.number_tokens``; off in the shipped configs).
     """
     torch.set_num_threads(threads)
     bf16, precision_reason = choose_bf16(bf16)
