@@ -147,6 +147,20 @@ def prepare_config(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
     problem = schema_problem(config, schema)
     if problem is not None:
         raise ConfigProblem(problem)
+    # a model's own base_model settings: the top-level section's keys and types (the schema holds them once)
+    base_schema = {**schema["properties"]["base_model"], "definitions": schema.get("definitions", {})}
+    for name, spec in config.get("models", {}).items():
+        if "base_model" in spec:
+            spec["base_model"] = coerce_to_schema(spec["base_model"], base_schema, schema)
+            problem = schema_problem(spec["base_model"], base_schema)
+            if problem is not None:
+                raise ConfigProblem(f"models.{name}.base_model.{problem}".replace(".config:", ":"))
+
+
+def base_model_settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The base_model settings ``model``'s base checkpoint is made with: the top-level section, then the
+    model's own ``base_model`` keys over it."""
+    return {**config.get("base_model", {}), **config["models"][model].get("base_model", {})}
 
 
 # ---------------------------------------------------------------------------------------------- cross-key checks
@@ -238,11 +252,15 @@ def check_config_references(config: Mapping[str, Any], base_dir: str | Path | No
     check_method_roles(config)
     if base_dir is not None:
         check_published_names(config, base_dir)
-    base = config.get("base_model", {})
-    phases = base.get("copy_drill_steps", 0) + base.get("teacher_first_steps", 0)
-    if base.get("warm_start_steps") and phases > base["warm_start_steps"]:
-        raise ConfigProblem(f"base_model.copy_drill_steps + teacher_first_steps ({phases}) exceed "
-                            f"base_model.warm_start_steps ({base['warm_start_steps']})")
+    for model, spec in config["models"].items():
+        if "base_model" in spec and spec["kind"] == "hf":
+            raise ConfigProblem(f"models.{model}.base_model: kind 'hf' models have no base_model step")
+        base = base_model_settings(config, model)
+        where = f"models.{model}.base_model" if "base_model" in spec else "base_model"
+        phases = base.get("copy_drill_steps", 0) + base.get("teacher_first_steps", 0)
+        if base.get("warm_start_steps") and phases > base["warm_start_steps"]:
+            raise ConfigProblem(f"{where}: copy_drill_steps + teacher_first_steps ({phases}) exceed "
+                                f"warm_start_steps ({base['warm_start_steps']})")
     evaluation_backend = config.get("evaluation", {}).get("backend", "hf")
     if config.get("group_jobs") == "model_task" and evaluation_backend != "hf":
         raise ConfigProblem(f"group_jobs: model_task needs evaluation.backend hf (one vLLM engine per checkpoint), "

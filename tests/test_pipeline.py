@@ -8,6 +8,7 @@ import yaml
 
 from scsdpo_verl.pipeline import (
     ConfigProblem,
+    base_model_settings,
     check_config_references,
     coerce_to_schema,
     effective_train_config,
@@ -56,7 +57,13 @@ def test_grid_runs_main_grid_plus_ablation():
         ({"tasks": {"sci": {"kind": "synthetic_science", "scorer": "reference"}}, "ablation": {}},
          "tasks.sci.scorer: applies to tool-use tasks only"),
         ({"base_model": {"warm_start_steps": 10, "copy_drill_steps": 8, "teacher_first_steps": 3}},
-         r"base_model.copy_drill_steps \+ teacher_first_steps \(11\) exceed base_model.warm_start_steps \(10\)"),
+         r"^base_model: copy_drill_steps \+ teacher_first_steps \(11\) exceed warm_start_steps \(10\)"),
+        # a model's own settings are checked merged over the top-level ones
+        ({"base_model": {"warm_start_steps": 10, "copy_drill_steps": 8},
+          "models": {"qwen3-tiny": {"kind": "tiny", "name": "qwen3-tiny", "base_model": {"teacher_first_steps": 3}}}},
+         r"^models.qwen3-tiny.base_model: copy_drill_steps \+ teacher_first_steps \(11\) exceed"),
+        ({"models": {"big": {"kind": "hf", "path": "Qwen/Qwen3-8B", "base_model": {"number_tokens": True}}},
+          "ablation": {}, "backend": "verl"}, "models.big.base_model: kind 'hf' models have no base_model step"),
     ],
 )
 def test_config_problems_name_the_key(changes, match):
@@ -130,6 +137,33 @@ def test_schema_problems_are_one_line_naming_the_key(change, message):
     with pytest.raises(ConfigProblem) as caught:
         prepare_config(config, SCHEMA)
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"number_tokens": 3}, "models.olmo3-tiny.base_model.number_tokens: 3 is not of type 'boolean'"),
+        ({"vocab": 512}, "models.olmo3-tiny.base_model: Additional properties are not allowed ('vocab'"),
+        ({"warm_start_lr": "-1"}, "models.olmo3-tiny.base_model.warm_start_lr: -1 is less than or equal to"),
+    ],
+)
+def test_a_models_own_base_model_settings_are_checked_by_the_schema(override, message):
+    config = _config()
+    config["models"]["olmo3-tiny"] = {"kind": "tiny", "name": "olmo3-tiny", "base_model": override}
+    with pytest.raises(ConfigProblem) as caught:
+        prepare_config(config, SCHEMA)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_models_own_base_model_settings_go_over_the_top_level_ones_for_that_model_only():
+    config = {**_config(), "base_model": {"warm_start_steps": "40", "number_tokens": "false"}}
+    config["models"]["olmo3-tiny"] = {"kind": "tiny", "name": "olmo3-tiny",
+                                      "base_model": {"number_tokens": "true", "warm_start_lr": "1e-3"}}
+    prepare_config(config, SCHEMA)  # command-line text typed in the model's section too
+    assert base_model_settings(config, "olmo3-tiny") == {"warm_start_steps": 40, "number_tokens": True,
+                                                         "warm_start_lr": 1e-3}
+    assert base_model_settings(config, "qwen3-tiny") == {"warm_start_steps": 40, "number_tokens": False}
+    assert config["base_model"] == {"warm_start_steps": 40, "number_tokens": False}  # not changed in place
 
 
 def test_effective_train_config_sets_method_and_sdpo_exponent_zero(tmp_path):

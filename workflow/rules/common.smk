@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from snakemake.utils import validate
 
 from scsdpo_verl.pipeline import (
+    base_model_settings,
     check_config_references,
     experiment_name,
     grid_runs,

@@ -8,7 +8,7 @@ rule base_model:
         report=f"{RESULTS}/models/{{model}}/base_report.json",
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
-        settings=config["base_model"],
+        settings=lambda wildcards: base_model_settings(config, wildcards.model),
     threads: 1
     log:
         f"{RESULTS}/logs/base_model/{{model}}.log",
