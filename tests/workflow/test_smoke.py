@@ -73,6 +73,13 @@ def test_run_dirs_are_self_describing(smoke_run):
     assert results  # lm-eval ran on the final checkpoint
 
 
+def test_the_models_own_base_model_settings_reach_its_base_job(smoke_run):
+    # smoke.yaml: qwen3-tiny's own {number_tokens: true} over the top-level section (20 steps, 5 drills)
+    report = json.loads((smoke_run / "results/models/qwen3-tiny/base_report.json").read_text())
+    assert report["number_tokens"] is True and report["vocab"] > 1020  # the digit tokenizer's vocabulary: 1020
+    assert report["sft_steps"] == 20 and report["copy_drill_steps"] == 5
+
+
 def test_a_grouped_run_is_the_run_alone(smoke_run, tmp_path):
     # group_jobs: model_task trained qwen3-tiny/synthetic_tooluse's runs in one process, sc_sdpo last: trained alone
     # in a fresh process from its recorded config, it must log the same numbers (only clock times may differ)
