@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--number-tokens", action="store_true",
                         help="numbers as tokens of their own (models.train_tokenizer), not one token per digit")
+    parser.add_argument("--lookup-drills", type=float, default=0.0,
+                        help="share of drill examples (from a third of the drills on) that are option lookups")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
@@ -57,7 +59,7 @@ def main() -> None:
         models.make_base(args.model, out, sft_rows_per_task=args.rows, sft_steps=args.steps, sft_batch=args.batch,
                          sft_lr=args.lr, teacher_fraction=args.teacher_fraction, copy_drill_steps=args.drills,
                          bf16={"true": True, "false": False}.get(args.bf16, args.bf16), eval_questions=0,
-                         number_tokens=args.number_tokens,
+                         number_tokens=args.number_tokens, lookup_drill_fraction=args.lookup_drills,
                          seed=args.seed, threads=args.threads)
     warm_seconds = time.time() - started
     torch.set_num_threads(args.threads)

@@ -279,6 +279,38 @@ def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = Fals
     return prompt + answer, [-100] * len(prompt) + answer
 
 
+OPTION_LINE = re.compile(r"^[A-Z]: (.+)$", re.M)
+
+
+def option_sets(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The option texts of each multiple-choice row among ``rows`` (rows without options are left out)."""
+    sets = [OPTION_LINE.findall(last_user_text(row["prompt"])) for row in rows]
+    return [options for options in sets if len(options) >= 2]
+
+
+def option_lookup_example(tokenizer, rng: random.Random, sets: Sequence[Sequence[str]]) -> tuple[list[int], list[int]]:
+    """A multiple-choice turn in the science task's format with the options of a random training question
+    (``sets``: ``option_sets``; their numbers differ the way a question's mistakes do, 2100 / 210 / 21000),
+    shuffled, whose answer names a random one of them and then its letter:
+    ``<reasoning>N</reasoning><answer>L</answer>`` (input ids, labels on the answer). The letter is found only by
+    looking the number up among the options: the step the tiny models failed on science (right number, letter
+    at chance).
+    """
+    from scsdpo_verl.tasks.science import format_mcq_question, format_mcq_solution
+    from scsdpo_verl.tasks.synthetic.science import SYSTEM_PROMPT
+
+    options = list(rng.choice(sets))
+    rng.shuffle(options)
+    n_options = len(options)
+    position = rng.randrange(n_options)
+    question = format_mcq_question("Which option is the result?", options)
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+    prompt = encode_chat(tokenizer, messages)
+    answer = tokenizer(format_mcq_solution(options[position], chr(ord("A") + position)), add_special_tokens=False)
+    answer_ids = [*answer["input_ids"], tokenizer.eos_token_id]
+    return prompt + answer_ids, [-100] * len(prompt) + answer_ids
+
+
 WARM_START_STATE = "warm_start.pt"
 
 
@@ -305,7 +337,8 @@ def _load_warm_start(checkpoint_dir: Path | None, fingerprint: dict[str, Any]) -
 
 def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
-               teacher_first_steps: int = 0, copy_drill_steps: int = 0, bf16: bool = False, log_every: int = 50,
+               teacher_first_steps: int = 0, copy_drill_steps: int = 0, lookup_drill_fraction: float = 0.0,
+               bf16: bool = False, log_every: int = 50,
                progress_bar: bool = True,
                checkpoint_dir: str | Path | None = None, save_every: int = 50,
                fingerprint: dict[str, Any] | None = None,
@@ -314,7 +347,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
 
     A ``teacher_fraction`` of the rows (a seeded choice) is rendered in the self-teacher's prompt format; the
     first ``teacher_first_steps`` steps train on the teacher format only (every row, a copy-from-context
-    curriculum), the rest on that mix.
+    curriculum), the rest on that mix. From a third of the copy drills on, a ``lookup_drill_fraction`` of each
+    drill batch are option-lookup drills (``option_lookup_example``).
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
     optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
     ``make_base``).
@@ -334,6 +368,9 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     order_rng = random.Random(seed)
     examples = [sft_example(tokenizer, row, as_teacher=order_rng.random() < teacher_fraction) for row in rows]
     lengths = [len(ids) for ids, _ in examples]
+    lookup_sets = option_sets(rows) if lookup_drill_fraction else []
+    if lookup_drill_fraction and not lookup_sets:
+        raise ValueError("lookup_drill_fraction needs multiple-choice rows to draw the options from")
     teacher_examples = [sft_example(tokenizer, row, as_teacher=True) for row in rows] if teacher_first_steps else []
     teacher_lengths = [len(ids) for ids, _ in teacher_examples]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -348,6 +385,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         settings["teacher_first_steps"] = teacher_first_steps
     if copy_drill_steps:
         settings["copy_drill_steps"] = copy_drill_steps
+    if lookup_drill_fraction:
+        settings["lookup_drill_fraction"] = lookup_drill_fraction
     losses: list[float] = []
     queue: list[list[int]] = []
     first = 0
@@ -373,8 +412,12 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         if step < copy_drill_steps:
             # plain drills first (copying from the context appears there), then the teacher_fraction share of
             # drills copies from the demonstration slot (in a mix from the start, copying did not appear at all)
+            # (the option lookups, which copy a letter found through a number, after copying has appeared)
             late = step >= 2 * copy_drill_steps // 3
-            batch = [copy_drill_example(tokenizer, order_rng, as_teacher=late and order_rng.random() < teacher_fraction)
+            lookups = step >= copy_drill_steps // 3 and lookup_drill_fraction > 0
+            batch = [option_lookup_example(tokenizer, order_rng, lookup_sets)
+                     if lookups and order_rng.random() < lookup_drill_fraction else
+                     copy_drill_example(tokenizer, order_rng, as_teacher=late and order_rng.random() < teacher_fraction)
                      for _ in range(batch_size)]
         else:
             if not queue:
@@ -583,7 +626,7 @@ def competence_report(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
-              bf16: bool | str = "auto", number_tokens: bool = False,
+              lookup_drill_fraction: float = 0.0, bf16: bool | str = "auto", number_tokens: bool = False,
               eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -622,14 +665,15 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
         fingerprint["number_tokens"] = True
     losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed,
                         teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps,
-                        copy_drill_steps=copy_drill_steps, bf16=bf16,
+                        copy_drill_steps=copy_drill_steps, lookup_drill_fraction=lookup_drill_fraction, bf16=bf16,
                         checkpoint_dir=checkpoint_dir,
                         save_every=save_every, fingerprint=fingerprint, on_step_end=on_step_end)
     save_checkpoint_dir(model, tokenizer, out_dir)
     report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
                               "sft_steps": sft_steps, "sft_batch": sft_batch, "sft_lr": sft_lr,
                               "teacher_fraction": teacher_fraction, "teacher_first_steps": teacher_first_steps,
-                              "copy_drill_steps": copy_drill_steps, "number_tokens": number_tokens,
+                              "copy_drill_steps": copy_drill_steps, "lookup_drill_fraction": lookup_drill_fraction,
+                              "number_tokens": number_tokens,
                               "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,

@@ -443,3 +443,69 @@ def test_teacher_signal_pass_rates_are_those_of_question_pass_rates(tokenizer, m
     signal = models.teacher_signal(model, tokenizer, rows, k=4, max_new_tokens=4, seed=5, batch_questions=2)
     rates = models.question_pass_rates(model, tokenizer, rows, k=4, max_new_tokens=4, seed=5, batch_questions=2)
     assert signal["pass_rates"] == rates and 0 < sum(rates) < len(rates)
+
+
+def _mcq_rows() -> list[dict]:
+    """Two multiple-choice rows in the science format (and a fake_rows row without options)."""
+    from scsdpo_verl.tasks.science import format_mcq_question
+
+    def row(options):
+        return {"prompt": [{"role": "system", "content": "s"},
+                           {"role": "user", "content": format_mcq_question("How much?", options)}],
+                "extra_info": {"solution": "<reasoning>x</reasoning><answer>A</answer>"}}
+
+    return [row(["2100", "210", "21000", "300"]), row(["0.62", "6.2"]), *fake_rows(1, 0)]
+
+
+def test_option_sets_are_the_option_texts_of_each_multiple_choice_row():
+    assert models.option_sets(_mcq_rows()) == [["2100", "210", "21000", "300"], ["0.62", "6.2"]]
+
+
+def test_option_lookup_answer_names_an_option_and_that_options_letter():
+    import random
+    import re
+
+    from scsdpo_verl.tasks.science import score_mcq
+
+    rows = _mcq_rows()
+    tokenizer = models.train_tokenizer(models.corpus_texts([*fake_rows(200, 0), *rows[:2]]))
+    sets = models.option_sets(rows)
+    rng = random.Random(5)
+    letters, sizes = [], []
+    for _ in range(40):
+        ids, labels = models.option_lookup_example(tokenizer, rng, sets)
+        answer = [t for t in labels if t != -100]
+        prompt = ids[:len(ids) - len(answer)]
+        assert labels[:len(prompt)] == [-100] * len(prompt) and answer[-1] == tokenizer.eos_token_id
+        user = tokenizer.decode(prompt).split("<|im_start|>user\n")[1]
+        shown = dict(re.findall(r"^([A-Z]): (.+)$", user, re.M))
+        assert sorted(shown.values()) in [sorted(s) for s in sets]  # one question's options, whole
+        text = tokenizer.decode(answer[:-1])
+        number, letter = re.fullmatch(r"<reasoning>(.+)</reasoning><answer>([A-Z])</answer>", text).groups()
+        assert shown[letter] == number  # the letter is the one shown before that number
+        assert score_mcq(text, letter)["acc"]  # and the science scorer reads it
+        letters.append(letter)
+        sizes.append(len(shown))
+    assert set(letters) == {"A", "B", "C", "D"} and set(sizes) == {2, 4}  # positions shuffled, both sets drawn
+
+
+def test_lookup_drills_are_the_configured_share_of_drills_after_the_first_third(tokenizer):
+    torch.set_num_threads(1)
+    rows = [*_mcq_rows()[:2], *fake_rows(14, 0)]
+    model = _small_model(tokenizer)
+    shares = []
+    model.register_forward_pre_hook(lambda _, args, kw: shares.append(
+        sum("Which option is the result?" in text for text in tokenizer.batch_decode(kw["input_ids"]))
+        / len(kw["input_ids"])), with_kwargs=True)
+    models.warm_start(model, tokenizer, rows, steps=7, batch_size=32, lr=1e-2, log_every=0, progress_bar=False,
+                      copy_drill_steps=6, lookup_drill_fraction=0.5)
+    assert shares[:2] == [0.0, 0.0] and shares[6] == 0.0  # the first third of drills, then the task rows
+    assert 0.25 < sum(shares[2:6]) / 4 < 0.75
+    without = models.warm_start(_small_model(tokenizer), tokenizer, rows, steps=3, batch_size=4, lr=1e-2,
+                                log_every=0, progress_bar=False, copy_drill_steps=3)
+    again = models.warm_start(_small_model(tokenizer), tokenizer, rows, steps=3, batch_size=4, lr=1e-2,
+                              log_every=0, progress_bar=False, copy_drill_steps=3, lookup_drill_fraction=0.0)
+    assert without == again
+    with pytest.raises(ValueError, match="multiple-choice rows"):
+        models.warm_start(_small_model(tokenizer), tokenizer, fake_rows(8, 0), steps=3, copy_drill_steps=3,
+                          lookup_drill_fraction=0.5)
