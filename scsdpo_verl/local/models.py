@@ -294,7 +294,8 @@ def option_lookup_example(tokenizer, rng: random.Random, sets: Sequence[Sequence
     shuffled, whose answer names a random one of them and then its letter:
     ``<reasoning>N</reasoning><answer>L</answer>`` (input ids, labels on the answer). The letter is found only by
     looking the number up among the options: the step the tiny models failed on science (right number, letter
-    at chance).
+    at chance). Not learnt yet: qwen3-tiny with number tokens and lookup_drill_fraction 0.5 (1400 steps, 600
+    drills) picked these drills' letter at chance (0.255 of 200) and science stayed at 0.255 (validation).
     """
     from scsdpo_verl.tasks.science import format_mcq_question, format_mcq_solution
     from scsdpo_verl.tasks.synthetic.science import SYSTEM_PROMPT
