@@ -642,7 +642,7 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     removed once the base checkpoint is written, so a later run (e.g. after a code change) starts afresh.
     ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with native bf16); the choice
     and its reason are logged and written to the report. ``number_tokens``: see ``train_tokenizer``
-    (config ``base_model.number_tokens``; off in the shipped configs).
+    (config ``base_model.number_tokens``; on for qwen3-tiny in the default and the CPU study).
     """
     torch.set_num_threads(threads)
     bf16, precision_reason = choose_bf16(bf16)
