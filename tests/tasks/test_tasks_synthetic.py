@@ -192,3 +192,29 @@ def test_load_task_rows_generates_synthetic():
     assert rows == generate("synthetic_science", 10, seed=4, split="test")
     with pytest.raises(ValueError, match="takes no path"):
         load_task_rows("synthetic_tooluse", "some/file.json")
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        # right number, right letter
+        ("<reasoning>3 kg = 3000 g; 3000 / 10 = 300; 300 * 7 = 2100</reasoning><answer>B</answer>", (True, True, True)),
+        # right number, wrong letter: the lookup failed
+        ("<reasoning>300 * 7 = 2100</reasoning><answer>C</answer>", (True, False, False)),
+        # wrong number that is an option, and its letter: the lookup worked on a wrong result
+        ("<reasoning>30 * 7 = 210</reasoning><answer>C</answer>", (False, True, False)),
+        # wrong number not among the options, a lucky letter
+        ("<reasoning>300 * 7 = 4800</reasoning><answer>B</answer>", (False, False, True)),
+        # no number, no answer tag
+        ("<reasoning>none</reasoning>", (False, False, False)),
+        # the number is the reasoning's last result, not one after it
+        ("<reasoning>a = 2100</reasoning><answer>B</answer> = 300", (True, True, True)),
+    ],
+)
+def test_answer_diagnosis_separates_the_number_from_the_letter(response, expected):
+    from scsdpo_verl.tasks.science import format_mcq_question
+    from scsdpo_verl.tasks.synthetic.science import answer_diagnosis
+
+    question = format_mcq_question("How many g?", ["300", "2100", "210", "21000"])
+    got = answer_diagnosis(response, question, "B")
+    assert (got["number_right"], got["letter_matches_number"], got["correct"]) == expected

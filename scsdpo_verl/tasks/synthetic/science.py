@@ -263,3 +263,23 @@ def pick_options(question: SciQuestion, n_options: int, rng: random.Random) -> t
     options = [correct, *rng.sample(pool, n_options - 1)]
     rng.shuffle(options)
     return options, options.index(correct)
+
+
+def answer_diagnosis(response: str, question: str, gold: str) -> dict[str, bool]:
+    """Where a response to a synthetic science question went wrong: ``number_right`` (the last ``= N`` of its
+    reasoning is the text of the correct option), ``letter_matches_number`` (its answer letter names the
+    option whose text is that N: the lookup step, right or wrong number) and ``correct`` (the letter is
+    ``gold``). ``question`` is the user message with its ``L: text`` option lines.
+    """
+    import re
+
+    from scsdpo_verl.tasks.science import extract_answer
+
+    options = dict(re.findall(r"^([A-Z]): (.+)$", question, re.M))
+    reasoning = response.split("</reasoning>")[0]
+    results = re.findall(r"=\s*(-?[0-9][0-9.]*)", reasoning)
+    number = results[-1].rstrip(".") if results else None
+    letter = extract_answer(response) if "<answer>" in response else ""
+    return {"number_right": number is not None and number == options.get(gold),
+            "letter_matches_number": number is not None and options.get(letter) == number,
+            "correct": letter == gold}

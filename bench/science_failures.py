@@ -1,0 +1,67 @@
+"""Where a base model's science answers go wrong: the arithmetic or the option lookup (VALIDATION split).
+
+    python bench/science_failures.py --model results/models/qwen3-tiny/base
+    python bench/science_failures.py --model /tmp/base --questions 48 --k 4
+
+Samples ``k`` answers per validation question at T = 1 and sorts each with
+``tasks.synthetic.science.answer_diagnosis``: is the last ``= N`` of its reasoning the correct option's text
+(the number), and does its letter name the option showing N (the lookup)? Prints the shares overall and per
+level. A model that computes but cannot look up shows ``letter | number right`` near the guessing rate: the
+default's bases did (README, "Why science stays at its guessing rate").
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+
+import torch
+
+from scsdpo_verl.local import models
+from scsdpo_verl.local.data import decode_responses, encode_chat, last_user_text
+from scsdpo_verl.local.rollout import left_pad, sample
+from scsdpo_verl.tasks import synthetic
+from scsdpo_verl.tasks.synthetic.science import answer_diagnosis
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a saved checkpoint directory (a base or a trained run)")
+    parser.add_argument("--questions", type=int, default=48, help="validation questions")
+    parser.add_argument("--k", type=int, default=4, help="samples per question (T = 1)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tokenizer = models.load_pretrained(args.model)
+    model.eval()
+    rows = list(synthetic.generate("synthetic_science", args.questions, args.seed, split="validation"))
+    generator = torch.Generator().manual_seed(args.seed)
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for start in range(0, len(rows), 8):
+        chunk = rows[start:start + 8]
+        prompt_ids, prompt_mask = left_pad([encode_chat(tokenizer, row["prompt"]) for row in chunk
+                                            for _ in range(args.k)], tokenizer.pad_token_id)
+        with torch.no_grad():
+            rollout = sample(model, prompt_ids, prompt_mask, max_new_tokens=96, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id, temperature=1.0, generator=generator)
+        texts = decode_responses(tokenizer, rollout.response_ids, rollout.response_mask)
+        for index, text in enumerate(texts):
+            row = chunk[index // args.k]
+            found = answer_diagnosis(text, last_user_text(row["prompt"]), row["reward_model"]["ground_truth"])
+            for key in ("all", f"level {row['extra_info']['difficulty']}"):
+                counts[key]["answers"] += 1
+                counts[key].update(name for name, value in found.items() if value)
+                counts[key]["number and letter"] += found["number_right"] and found["letter_matches_number"]
+    print(f"{'':<9} {'answers':>7} {'correct':>8} {'number right':>13} {'letter | number right':>22} "
+          f"{'letter names its number':>24}")
+    for key in ["all", *sorted(k for k in counts if k != "all")]:
+        c = counts[key]
+        lookup = c["number and letter"] / c["number_right"] if c["number_right"] else float("nan")
+        n = c["answers"]
+        print(f"{key:<9} {n:>7} {c['correct'] / n:>8.3f} {c['number_right'] / n:>13.3f} {lookup:>22.3f} "
+              f"{c['letter_matches_number'] / n:>24.3f}")
+
+
+if __name__ == "__main__":
+    main()
