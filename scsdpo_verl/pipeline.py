@@ -122,15 +122,16 @@ def load_schema(path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(Path(path).read_text())
 
 
-def schema_problem(config: Mapping[str, Any], schema: Mapping[str, Any]) -> str | None:
-    """The most relevant schema violation as one line naming the key (``train.lr: -1 is less than ...``)."""
+def schema_problem(config: Mapping[str, Any], schema: Mapping[str, Any], where: str = "") -> str | None:
+    """The most relevant schema violation as one line naming the key (``train.lr: -1 is less than ...``);
+    ``where`` is the key ``config`` sits at in the whole config (``models.m.base_model``)."""
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return None
-    key = ".".join(str(part) for part in error.absolute_path) or "config"
+    key = ".".join([*([where] if where else []), *(str(part) for part in error.absolute_path)]) or "config"
     message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
     return f"{key}: {message}"
 
@@ -152,9 +153,9 @@ def prepare_config(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
     for name, spec in config.get("models", {}).items():
         if "base_model" in spec:
             spec["base_model"] = coerce_to_schema(spec["base_model"], base_schema, schema)
-            problem = schema_problem(spec["base_model"], base_schema)
+            problem = schema_problem(spec["base_model"], base_schema, where=f"models.{name}.base_model")
             if problem is not None:
-                raise ConfigProblem(f"models.{name}.base_model.{problem}".replace(".config:", ":"))
+                raise ConfigProblem(problem)
 
 
 def base_model_settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
