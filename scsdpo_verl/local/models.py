@@ -279,12 +279,11 @@ def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = Fals
     return prompt + answer, [-100] * len(prompt) + answer
 
 
-OPTION_LINE = re.compile(r"^[A-Z]: (.+)$", re.M)
-
-
 def option_sets(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     """The option texts of each multiple-choice row among ``rows`` (rows without options are left out)."""
-    sets = [OPTION_LINE.findall(last_user_text(row["prompt"])) for row in rows]
+    from scsdpo_verl.tasks.science import mcq_options
+
+    sets = [list(mcq_options(last_user_text(row["prompt"])).values()) for row in rows]
     return [options for options in sets if len(options) >= 2]
 
 

@@ -58,6 +58,7 @@ SYSTEM_PROMPT = (
 INSTRUCTION_SUFFIX = "Please reason step by step."
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 _LETTER = re.compile(r"[A-Z]")
+_OPTION_LINE = re.compile(r"^([A-Z]): (.+)$", re.M)
 
 
 # --------------------------------------------------------------------------------------------------- prompt
@@ -70,6 +71,12 @@ def format_mcq_question(question: str, choices: Sequence[str], labels: Sequence[
         raise ValueError(f"{len(labels)} labels for {len(choices)} choices")
     lines = "\n".join(f"{label}: {text}" for label, text in zip(labels, choices, strict=True))
     return f"{question}\n\n{lines}\n{INSTRUCTION_SUFFIX}"
+
+
+def mcq_options(question: str) -> dict[str, str]:
+    """The ``L: text`` option lines of a user message written by ``format_mcq_question``, letter -> text (read
+    after the blank line that ends the question, so a stem line shaped like an option is not one)."""
+    return dict(_OPTION_LINE.findall(question.rsplit("\n\n", 1)[-1]))
 
 
 def format_mcq_solution(reasoning: str, letter: str) -> str:

@@ -16,6 +16,7 @@ from scsdpo_verl.tasks.science import (
     format_mcq_question,
     load_sciknoweval,
     load_sdpo_science,
+    mcq_options,
     score_mcq,
     split_indices,
 )
@@ -299,3 +300,10 @@ def test_hf_and_sdpo_paths_agree(tmp_path, hf_file):
         ours = load_sciknoweval(hf_file, split=split)[0]
         theirs = load_task_rows("science", tmp_path / "clone", split=split)
         assert theirs == ours
+
+
+def test_mcq_options_reads_back_the_option_lines_of_a_question():
+    question = format_mcq_question("Mass of 2 L?\nD: not an option, part of the stem", ["2100", "0.5 kg", "B: x"])
+    # the stem's lines come before the blank line; only the option block's "L: text" lines are options
+    assert mcq_options(question) == {"A": "2100", "B": "0.5 kg", "C": "B: x"}
+    assert mcq_options("What is 2 + 2?\nPlease reason step by step.") == {}

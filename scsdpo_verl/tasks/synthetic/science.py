@@ -273,9 +273,9 @@ def answer_diagnosis(response: str, question: str, gold: str) -> dict[str, bool]
     """
     import re
 
-    from scsdpo_verl.tasks.science import extract_answer
+    from scsdpo_verl.tasks.science import extract_answer, mcq_options
 
-    options = dict(re.findall(r"^([A-Z]): (.+)$", question, re.M))
+    options = mcq_options(question)
     reasoning = response.split("</reasoning>")[0]
     results = re.findall(r"=\s*(-?[0-9][0-9.]*)", reasoning)
     number = results[-1].rstrip(".") if results else None
