@@ -23,6 +23,7 @@ from scsdpo_verl.eval.runner import (  # noqa: E402
     lm_eval_task_name,
     read_samples,
     run_lm_eval,
+    sampling_settings,
     summarise_records,
     write_task_config,
 )
@@ -209,3 +210,15 @@ def test_evaluate_in_turn_gives_each_checkpoint_what_a_run_of_its_own_gives(scie
         measured = read_benchmark(checkpoint["benchmark"])  # what the cost table reads
         assert measured["cpu_s"] > 0 and 0 < measured["wall_s"] < 600 and measured["max_rss_mb"] > 50
 
+
+
+@pytest.mark.parametrize(("backend", "device"), [("hf", "cpu"), ("vllm", "cuda")])
+def test_sampling_settings_are_the_evaluation_section_less_the_seed_with_the_backends_device(backend, device):
+    import inspect
+
+    section = {"backend": backend, "repeats": 16, "limit": None, "temperature": 0.6, "top_p": 0.95,
+               "max_gen_toks": 48, "batch_size": 8, "seed": 1000}
+    settings = sampling_settings(section)
+    assert settings == {"backend": backend, "repeats": 16, "limit": None, "temperature": 0.6, "top_p": 0.95,
+                        "max_gen_toks": 48, "batch_size": 8, "device": device}  # the seed is set per run
+    assert set(settings) <= set(inspect.signature(run_lm_eval).parameters)  # what the scripts pass it
