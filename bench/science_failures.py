@@ -2,12 +2,20 @@
 
     python bench/science_failures.py --model results/models/qwen3-tiny/base
     python bench/science_failures.py --model /tmp/base --questions 48 --k 4
+    python bench/science_failures.py --model results/models/qwen3-tiny/base --questions 96 \
+        --continue-sft walk --sft-steps 1200 --sft-rows 5000
 
 Samples ``k`` answers per validation question at T = 1 and sorts each with
 ``tasks.synthetic.science.answer_diagnosis``: is the last ``= N`` of its reasoning the correct option's text
 (the number), and does its letter name the option showing N (the lookup)? Prints the shares overall and per
 level. A model that computes but cannot look up shows ``letter | number right`` near the guessing rate: the
-default's bases did (README, "Why science stays at its guessing rate").
+default's bases did (README, "Why science stays at its guessing rate"). ``correct | number wrong`` above the
+guessing rate means the letter was found without the computation (e.g. from how the distractors relate).
+
+``--continue-sft task|walk`` first trains the model further on science alone (``--sft-steps`` steps of 32 of
+``--sft-rows`` training questions, ``models.warm_start``), in the task's worked-solution format or with the
+reasoning walking the option lines up to the answer (``walk_options_solution``), and diagnoses the result: does
+the lookup need more steps or another format?
 """
 
 from __future__ import annotations
@@ -21,7 +29,25 @@ from scsdpo_verl.local import models
 from scsdpo_verl.local.data import decode_responses, encode_chat, last_user_text
 from scsdpo_verl.local.rollout import left_pad, sample
 from scsdpo_verl.tasks import synthetic
-from scsdpo_verl.tasks.synthetic.science import answer_diagnosis
+from scsdpo_verl.tasks.synthetic.science import answer_diagnosis, walk_options_solution
+
+
+def continue_science_sft(model, tokenizer, solution_format: str, *, steps: int, rows: int, lr: float,
+                         seed: int) -> None:
+    """Train ``model`` further on science's training questions alone, in ``solution_format`` (task | walk)."""
+    import copy
+
+    from scsdpo_verl.local.data import load_rows
+
+    train_rows = load_rows("synthetic_science", rows, 0, "train")
+    if solution_format == "walk":
+        train_rows = copy.deepcopy(train_rows)
+        for row in train_rows:
+            info = row["extra_info"]
+            info["solution"] = walk_options_solution(info["solution"], last_user_text(row["prompt"]),
+                                                     row["reward_model"]["ground_truth"])
+    print("continued SFT on", len(train_rows), "rows, e.g.", train_rows[0]["extra_info"]["solution"])
+    models.warm_start(model, tokenizer, train_rows, steps=steps, lr=lr, seed=seed, log_every=0)
 
 
 def main() -> None:
@@ -31,9 +57,17 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="samples per question (T = 1)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--continue-sft", choices=("task", "walk"), default=None,
+                        help="first train further on science in this worked-solution format (see above)")
+    parser.add_argument("--sft-steps", type=int, default=1200)
+    parser.add_argument("--sft-rows", type=int, default=5000, help="training questions (at most 5000)")
+    parser.add_argument("--sft-lr", type=float, default=1e-3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = models.load_pretrained(args.model)
+    if args.continue_sft:
+        continue_science_sft(model, tokenizer, args.continue_sft, steps=args.sft_steps, rows=args.sft_rows,
+                             lr=args.sft_lr, seed=args.seed)
     model.eval()
     rows = list(synthetic.generate("synthetic_science", args.questions, args.seed, split="validation"))
     generator = torch.Generator().manual_seed(args.seed)
@@ -53,14 +87,17 @@ def main() -> None:
                 counts[key]["answers"] += 1
                 counts[key].update(name for name, value in found.items() if value)
                 counts[key]["number and letter"] += found["number_right"] and found["letter_matches_number"]
+                counts[key]["correct, number wrong"] += found["correct"] and not found["number_right"]
     print(f"{'':<9} {'answers':>7} {'correct':>8} {'number right':>13} {'letter | number right':>22} "
-          f"{'letter names its number':>24}")
+          f"{'letter names its number':>24} {'correct | number wrong':>23}")
     for key in ["all", *sorted(k for k in counts if k != "all")]:
         c = counts[key]
         lookup = c["number and letter"] / c["number_right"] if c["number_right"] else float("nan")
         n = c["answers"]
+        wrong = n - c["number_right"]
+        shortcut = c["correct, number wrong"] / wrong if wrong else float("nan")
         print(f"{key:<9} {n:>7} {c['correct'] / n:>8.3f} {c['number_right'] / n:>13.3f} {lookup:>22.3f} "
-              f"{c['letter_matches_number'] / n:>24.3f}")
+              f"{c['letter_matches_number'] / n:>24.3f} {shortcut:>23.3f}")
 
 
 if __name__ == "__main__":

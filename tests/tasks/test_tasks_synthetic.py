@@ -218,3 +218,41 @@ def test_answer_diagnosis_separates_the_number_from_the_letter(response, expecte
     question = format_mcq_question("How many g?", ["300", "2100", "210", "21000"])
     got = answer_diagnosis(response, question, "B")
     assert (got["number_right"], got["letter_matches_number"], got["correct"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("gold", "walk"),
+    [("A", "A: 300"), ("C", "A: 300; B: 2100; C: 210"), ("D", "A: 300; B: 2100; C: 210; D: 21000")],
+)
+def test_walk_options_solution_restates_the_lines_up_to_the_gold_one(gold, walk):
+    from scsdpo_verl.tasks.science import format_mcq_question
+    from scsdpo_verl.tasks.synthetic.science import walk_options_solution
+
+    question = format_mcq_question("How many g are in 3 kg? A: 1", ["300", "2100", "210", "21000"])
+    solution = f"<reasoning>3 * 100 = 300</reasoning><answer>{gold}</answer>"
+    assert walk_options_solution(solution, question, gold) == (
+        f"<reasoning>3 * 100 = 300; {walk}</reasoning><answer>{gold}</answer>")
+
+
+def test_walk_options_solution_refuses_a_letter_that_is_no_option():
+    from scsdpo_verl.tasks.science import format_mcq_question
+    from scsdpo_verl.tasks.synthetic.science import walk_options_solution
+
+    question = format_mcq_question("How many g?", ["300", "2100"])
+    with pytest.raises(ValueError, match="'C' is not an option"):
+        walk_options_solution("<reasoning>x</reasoning><answer>C</answer>", question, "C")
+    with pytest.raises(ValueError, match="no </reasoning>"):
+        walk_options_solution("<answer>A</answer>", question, "A")
+
+
+def test_walk_options_solution_keeps_a_generated_rows_answer_and_ends_on_its_gold_line():
+    from scsdpo_verl.tasks import synthetic
+    from scsdpo_verl.tasks.science import extract_answer, mcq_options
+    from scsdpo_verl.tasks.synthetic.science import walk_options_solution
+
+    for row in synthetic.generate("synthetic_science", 30, 3, split="train"):
+        question, gold = row["prompt"][-1]["content"], row["reward_model"]["ground_truth"]
+        walked = walk_options_solution(row["extra_info"]["solution"], question, gold)
+        assert extract_answer(walked) == gold
+        last_line = walked.split("</reasoning>")[0].rsplit("; ", 1)[-1]
+        assert last_line == f"{gold}: {mcq_options(question)[gold]}"

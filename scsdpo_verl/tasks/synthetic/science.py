@@ -283,3 +283,25 @@ def answer_diagnosis(response: str, question: str, gold: str) -> dict[str, bool]
     return {"number_right": number is not None and number == options.get(gold),
             "letter_matches_number": number is not None and options.get(letter) == number,
             "correct": letter == gold}
+
+
+def walk_options_solution(solution: str, question: str, gold: str) -> str:
+    """``solution`` rewritten so that its reasoning ends by restating the option lines in order, up to and
+    including the gold one: ``<reasoning>3 * 100 = 300; A: 30; B: 300</reasoning><answer>B</answer>``.
+
+    An alternative worked-solution format (not the task's): the letter then follows from the line just written
+    instead of a lookup across the prompt, the step the tiny models fail. ``bench/science_failures.py
+    --continue-sft walk`` measures it against the task's own format (README, "Why science stays at its guessing
+    rate"). ``question`` is the user message with its ``L: text`` lines.
+    """
+    from scsdpo_verl.tasks.science import mcq_options
+
+    options = mcq_options(question)
+    if gold not in options:
+        raise ValueError(f"gold letter {gold!r} is not an option of the question (options {sorted(options)})")
+    reasoning, close, rest = solution.partition("</reasoning>")
+    if not close:
+        raise ValueError(f"solution has no </reasoning>: {solution!r}")
+    letters = list(options)
+    walk = "; ".join(f"{letter}: {options[letter]}" for letter in letters[:letters.index(gold) + 1])
+    return f"{reasoning}; {walk}{close}{rest}"
