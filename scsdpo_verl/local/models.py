@@ -215,9 +215,11 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random
 # ----------------------------------------------------------------------------------------------------------
 # precision
 # ----------------------------------------------------------------------------------------------------------
-# CPU flags of native bf16 arithmetic. Without them torch emulates bf16 matmuls and autocast is a slow-down:
-# a 2-core AMD EPYC with AVX2 only ran the warm start 7.6x slower under bf16 autocast than in fp32.
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# CPU flags under which bf16 autocast speeds the warm start up: AMX tiles (1.7x faster than fp32 + sdpa on an
+# AMX Xeon). Not avx512_bf16 alone: on a 2-core Xeon with avx512_bf16 and no AMX, bf16 was 1.4-1.5x slower than
+# fp32 (bench/warm_start_precision.py). Without either, torch emulates bf16 matmuls: a 2-core AMD EPYC with AVX2
+# only ran the warm start 7.6x slower under bf16 autocast than in fp32.
+NATIVE_BF16_FLAGS = ("amx_bf16",)
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
@@ -240,8 +242,9 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
 def choose_bf16(setting: bool | str = "auto", cpuinfo: str | None = None) -> tuple[bool, str]:
     """Whether the warm start runs under bf16 autocast, and why (one line for the log and the report).
 
-    ``True``/``False`` are the user's choice and win; ``"auto"`` picks bf16 only where the CPU has native bf16
-    instructions (``NATIVE_BF16_FLAGS`` in ``cpuinfo``), fp32 everywhere else.
+    ``True``/``False`` are the user's choice and win. ``"auto"`` picks bf16 only where the CPU has the bf16
+    matrix instructions under which it was measured faster (``NATIVE_BF16_FLAGS`` in ``cpuinfo``: AMX), fp32
+    everywhere else. Check a new CPU with ``bench/warm_start_precision.py``.
     """
     if isinstance(setting, bool):
         return setting, f"bf16={str(setting).lower()} set in the config"
@@ -249,8 +252,8 @@ def choose_bf16(setting: bool | str = "auto", cpuinfo: str | None = None) -> tup
         raise ValueError(f"bf16 must be true, false or 'auto', got {setting!r}")
     native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags(cpuinfo))
     if native:
-        return True, f"auto: the CPU has native bf16 ({', '.join(native)}), bf16 autocast"
-    return False, f"auto: no native bf16 on this CPU (none of {', '.join(NATIVE_BF16_FLAGS)}), fp32"
+        return True, f"auto: the CPU has bf16 matrix units ({', '.join(native)}), bf16 autocast"
+    return False, f"auto: no bf16 matrix units on this CPU (no {', '.join(NATIVE_BF16_FLAGS)}), fp32"
 
 
 def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = False, min_len: int = 4,
@@ -350,8 +353,7 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     curriculum), the rest on that mix. From a third of the copy drills on, a ``lookup_drill_fraction`` of each
     drill batch are option-lookup drills (``option_lookup_example``).
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
-    optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
-    ``make_base``).
+    optimizer): faster than fp32 + sdpa only on a CPU with AMX (``choose_bf16`` decides for ``make_base``).
     Progress: a tqdm bar and a log line every ``log_every`` steps. Returns the loss of every step;
     deterministic for a given seed.
 
@@ -639,7 +641,7 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     With ``checkpoint_dir`` (outside ``out_dir``: Snakemake deletes an interrupted job's outputs) the warm start
     saves its state every ``save_every`` steps and a rerun continues from it (``warm_start``); the state is
     removed once the base checkpoint is written, so a later run (e.g. after a code change) starts afresh.
-    ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with native bf16); the choice
+    ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with AMX); the choice
     and its reason are logged and written to the report. ``number_tokens``: see ``train_tokenizer``
     (config ``base_model.number_tokens``; on for qwen3-tiny in the default and the CPU study).
     """

@@ -279,9 +279,12 @@ def test_make_base_resumes_and_removes_its_state(tmp_path):
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
-# /proc/cpuinfo excerpts: the project's CPU (AVX-512 with bf16) and an AVX2-only AMD EPYC (no native bf16)
+# /proc/cpuinfo excerpts: a Xeon with AMX, one with avx512_bf16 but no AMX (bf16 measured 1.4-1.5x slower there
+# than fp32) and an AVX2-only AMD EPYC (no bf16 at all)
 CPUINFO_BF16 = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum\n"
-                "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni avx512_bf16 amx_tile\n")
+                "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+CPUINFO_AVX512_BF16 = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+                       "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni avx512_bf16 avx512_fp16\n")
 CPUINFO_AVX2 = ("processor\t: 0\nmodel name\t: AMD EPYC 7B13 (bf16 in the name is not a flag)\n"
                 "flags\t\t: fpu sse2 avx avx2 fma bmi2 sha_ni\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2\n")
 
@@ -289,7 +292,8 @@ CPUINFO_AVX2 = ("processor\t: 0\nmodel name\t: AMD EPYC 7B13 (bf16 in the name i
 @pytest.mark.parametrize(("setting", "cpuinfo", "expected"), [
     ("auto", CPUINFO_BF16, True),
     ("auto", CPUINFO_AVX2, False),
-    ("auto", CPUINFO_AVX2.replace("sha_ni", "sha_ni amx_bf16"), True),  # AMX alone counts too
+    ("auto", CPUINFO_AVX512_BF16, False),  # bf16 dot products without AMX: fp32 was faster
+    ("auto", CPUINFO_AVX2.replace("sha_ni", "sha_ni amx_bf16"), True),  # AMX is what counts
     ("auto", "", False),  # unreadable / foreign cpuinfo: fp32, never a silent slow-down
     (True, CPUINFO_AVX2, True),  # an explicit choice wins over the CPU
     (False, CPUINFO_BF16, False),
@@ -307,7 +311,7 @@ def test_choose_bf16_refuses_other_settings():
         models.choose_bf16("maybe", CPUINFO_BF16)
 
 
-@pytest.mark.parametrize(("flags", "expected"), [(set(), False), ({"avx512_bf16"}, True)])
+@pytest.mark.parametrize(("flags", "expected"), [(set(), False), ({"avx512_bf16", "amx_bf16"}, True)])
 def test_make_base_logs_and_reports_the_precision_it_chose(tmp_path, monkeypatch, caplog, flags, expected):
     monkeypatch.setattr(models, "cpu_flags", lambda cpuinfo=None: set(flags))
     caplog.set_level("INFO", logger=models.logger.name)
