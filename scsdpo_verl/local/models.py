@@ -215,11 +215,12 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random
 # ----------------------------------------------------------------------------------------------------------
 # precision
 # ----------------------------------------------------------------------------------------------------------
-# CPU flags under which bf16 autocast speeds the warm start up: AMX tiles (1.7x faster than fp32 + sdpa on an
-# AMX Xeon). Not avx512_bf16 alone: on a 2-core Xeon with avx512_bf16 and no AMX, bf16 was 1.4-1.5x slower than
-# fp32 (bench/warm_start_precision.py). Without either, torch emulates bf16 matmuls: a 2-core AMD EPYC with AVX2
-# only ran the warm start 7.6x slower under bf16 autocast than in fp32.
-NATIVE_BF16_FLAGS = ("amx_bf16",)
+# CPU flags of native bf16 arithmetic. Without them torch emulates bf16 matmuls and autocast is a slow-down:
+# a 2-core AMD EPYC with AVX2 only ran the warm start 7.6x slower under bf16 autocast than in fp32.
+# With avx512_bf16 and no AMX, bf16 is still 1.4-1.5x slower than fp32 (the dev Xeon, bench/warm_start_precision.py),
+# but auto keeps bf16 there: the shipped references were made with it, and the warm start's outcome depends on its
+# numerics (qwen3-tiny, seed 0: copying emerged under bf16, tool use 0.78; not under fp32, tool use 0.14).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
@@ -242,9 +243,8 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
 def choose_bf16(setting: bool | str = "auto", cpuinfo: str | None = None) -> tuple[bool, str]:
     """Whether the warm start runs under bf16 autocast, and why (one line for the log and the report).
 
-    ``True``/``False`` are the user's choice and win. ``"auto"`` picks bf16 only where the CPU has the bf16
-    matrix instructions under which it was measured faster (``NATIVE_BF16_FLAGS`` in ``cpuinfo``: AMX), fp32
-    everywhere else. Check a new CPU with ``bench/warm_start_precision.py``.
+    ``True``/``False`` are the user's choice and win; ``"auto"`` picks bf16 only where the CPU has native bf16
+    instructions (``NATIVE_BF16_FLAGS`` in ``cpuinfo``), fp32 everywhere else.
     """
     if isinstance(setting, bool):
         return setting, f"bf16={str(setting).lower()} set in the config"
@@ -252,8 +252,8 @@ def choose_bf16(setting: bool | str = "auto", cpuinfo: str | None = None) -> tup
         raise ValueError(f"bf16 must be true, false or 'auto', got {setting!r}")
     native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags(cpuinfo))
     if native:
-        return True, f"auto: the CPU has bf16 matrix units ({', '.join(native)}), bf16 autocast"
-    return False, f"auto: no bf16 matrix units on this CPU (no {', '.join(NATIVE_BF16_FLAGS)}), fp32"
+        return True, f"auto: the CPU has native bf16 ({', '.join(native)}), bf16 autocast"
+    return False, f"auto: no native bf16 on this CPU (none of {', '.join(NATIVE_BF16_FLAGS)}), fp32"
 
 
 def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = False, min_len: int = 4,
@@ -353,7 +353,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     curriculum), the rest on that mix. From a third of the copy drills on, a ``lookup_drill_fraction`` of each
     drill batch are option-lookup drills (``option_lookup_example``).
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
-    optimizer): faster than fp32 + sdpa only on a CPU with AMX (``choose_bf16`` decides for ``make_base``).
+    optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
+    ``make_base``).
     Progress: a tqdm bar and a log line every ``log_every`` steps. Returns the loss of every step;
     deterministic for a given seed.
 
@@ -625,6 +626,23 @@ def competence_report(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str
     return report
 
 
+# Below this pass rate with the worked solution in the self-teacher's prompt, the base cannot copy from its
+# context. Bases that learnt to copy scored 0.70-1.00 there, one that did not 0.32 (tool use, validation).
+COPYING_PASS_RATE = 0.5
+
+
+def copying_warnings(report: dict[str, Any]) -> list[str]:
+    """One line per task of a ``make_base`` report whose teacher-format pass rate is below ``COPYING_PASS_RATE``:
+    the warm start did not teach the model to copy the demonstration, so SDPO's self-teacher has nothing to give."""
+    return [f"{report['model']}: with the worked solution in the self-teacher's prompt it passes only "
+            f"{result['teacher_format_mean_pass_rate']:.2f} of {task} (below {COPYING_PASS_RATE}): the warm start did "
+            f"not teach it to copy from its context, so SDPO's teacher will not teach. Whether copying emerges "
+            f"depends on the warm start's numerics (qwen3-tiny, seed 0: yes under bf16, no under fp32); try "
+            f"another base_model.seed or base_model.bf16"
+            for task, result in report["tasks"].items()
+            if result["teacher_format_mean_pass_rate"] < COPYING_PASS_RATE]
+
+
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
@@ -635,13 +653,14 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
               on_step_end: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Tokenizer + tiny model + warm start on both tasks' worked solutions, saved to ``out_dir``.
 
-    Writes ``base_report.json`` (parameter count, losses, pass-rate histogram per task) next to the weights.
+    Writes ``base_report.json`` (parameter count, losses, pass-rate histogram per task, ``copying_warnings``)
+    next to the weights; the warnings are logged too.
     ``sft_rows_per_task`` (balanced over the 5 levels) must fit the smallest level pool of the train split
     (tool use level 1: 568 questions, so at most 2840).
     With ``checkpoint_dir`` (outside ``out_dir``: Snakemake deletes an interrupted job's outputs) the warm start
     saves its state every ``save_every`` steps and a rerun continues from it (``warm_start``); the state is
     removed once the base checkpoint is written, so a later run (e.g. after a code change) starts afresh.
-    ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with AMX); the choice
+    ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with native bf16); the choice
     and its reason are logged and written to the report. ``number_tokens``: see ``train_tokenizer``
     (config ``base_model.number_tokens``; on for qwen3-tiny in the default and the CPU study).
     """
@@ -689,6 +708,10 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                     result["mean_pass_rate"], result["teacher_format_mean_pass_rate"],
                     signal["failed_rollouts"], signal["teacher_mass_on_correct_token"] or 0,
                     signal["student_mass_on_correct_token"] or 0)
+    if sft_steps:  # a pretrained model without a warm start is what it is
+        report["warnings"] = copying_warnings(report)
+        for warning in report["warnings"]:
+            logger.warning("WARNING %s", warning)
     report["seconds"] = round(time.time() - started, 1)
     (Path(out_dir) / "base_report.json").write_text(json.dumps(report, indent=2))
     if checkpoint_dir is not None:
