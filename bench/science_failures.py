@@ -21,12 +21,13 @@ the lookup need more steps or another format?
 from __future__ import annotations
 
 import argparse
+import copy
 from collections import Counter, defaultdict
 
 import torch
 
 from scsdpo_verl.local import models
-from scsdpo_verl.local.data import decode_responses, encode_chat, last_user_text
+from scsdpo_verl.local.data import decode_responses, encode_chat, last_user_text, load_rows
 from scsdpo_verl.local.rollout import left_pad, sample
 from scsdpo_verl.tasks import synthetic
 from scsdpo_verl.tasks.synthetic.science import answer_diagnosis, walk_options_solution
@@ -35,10 +36,6 @@ from scsdpo_verl.tasks.synthetic.science import answer_diagnosis, walk_options_s
 def continue_science_sft(model, tokenizer, solution_format: str, *, steps: int, rows: int, lr: float,
                          seed: int) -> None:
     """Train ``model`` further on science's training questions alone, in ``solution_format`` (task | walk)."""
-    import copy
-
-    from scsdpo_verl.local.data import load_rows
-
     train_rows = load_rows("synthetic_science", rows, 0, "train")
     if solution_format == "walk":
         train_rows = copy.deepcopy(train_rows)

@@ -20,9 +20,12 @@ operation), so partial reasoning is led to a wrong option rather than to a rando
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+
+from scsdpo_verl.tasks.science import extract_answer, mcq_options
 
 SYSTEM_PROMPT = (
     "Pick the correct option. Reply as <reasoning>your steps</reasoning><answer>X</answer> "
@@ -271,10 +274,6 @@ def answer_diagnosis(response: str, question: str, gold: str) -> dict[str, bool]
     option whose text is that N: the lookup step, right or wrong number) and ``correct`` (the letter is
     ``gold``). ``question`` is the user message with its ``L: text`` option lines.
     """
-    import re
-
-    from scsdpo_verl.tasks.science import extract_answer, mcq_options
-
     options = mcq_options(question)
     reasoning = response.split("</reasoning>")[0]
     results = re.findall(r"=\s*(-?[0-9][0-9.]*)", reasoning)
@@ -294,8 +293,6 @@ def walk_options_solution(solution: str, question: str, gold: str) -> str:
     --continue-sft walk`` measures it against the task's own format (README, "Why science stays at its guessing
     rate"). ``question`` is the user message with its ``L: text`` lines.
     """
-    from scsdpo_verl.tasks.science import mcq_options
-
     options = mcq_options(question)
     if gold not in options:
         raise ValueError(f"gold letter {gold!r} is not an option of the question (options {sorted(options)})")
