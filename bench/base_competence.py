@@ -51,6 +51,9 @@ def main() -> None:
                         help="numbers as tokens of their own (models.train_tokenizer), not one token per digit")
     parser.add_argument("--lookup-drills", type=float, default=0.0,
                         help="share of drill examples (from a third of the drills on) that are option lookups")
+    parser.add_argument("--copy-target", type=float, default=None,
+                        help="copy check after the drills: probe loss target (nats per copied token); default: off")
+    parser.add_argument("--max-extra-drills", type=int, default=0, help="extra drill steps the copy check may add")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
@@ -60,6 +63,7 @@ def main() -> None:
                          sft_lr=args.lr, teacher_fraction=args.teacher_fraction, copy_drill_steps=args.drills,
                          bf16={"true": True, "false": False}.get(args.bf16, args.bf16), eval_questions=0,
                          number_tokens=args.number_tokens, lookup_drill_fraction=args.lookup_drills,
+                         copy_target_loss=args.copy_target, max_extra_drill_steps=args.max_extra_drills,
                          seed=args.seed, threads=args.threads)
     warm_seconds = time.time() - started
     torch.set_num_threads(args.threads)

@@ -282,6 +282,30 @@ def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = Fals
     return prompt + answer, [-100] * len(prompt) + answer
 
 
+# A fixed set of demonstration-slot drills, drawn from its own RNG so that measuring leaves the warm start's data
+# order untouched. A model that has not learnt to copy scores ~ln(vocab) = 7.2 nats per answer token.
+COPY_PROBE_DRILLS = 64
+COPY_PROBE_SEED = 10_007
+
+
+@torch.no_grad()
+def copy_probe_loss(model: PreTrainedModel, tokenizer, *, drills: int = COPY_PROBE_DRILLS, seed: int = COPY_PROBE_SEED,
+                    bf16: bool = False) -> float:
+    """Mean cross-entropy per answer token (the copy and its end token) on ``drills`` copy drills in the
+    self-teacher's format (``copy_drill_example(as_teacher=True)``): how well the model copies from the
+    demonstration slot, the skill SDPO's self-teacher needs. Deterministic for a given model; no gradient."""
+    rng = random.Random(seed)
+    batch = [copy_drill_example(tokenizer, rng, as_teacher=True) for _ in range(drills)]
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+    attention_mask = (torch.arange(width)[None] < torch.tensor([len(ids) for ids, _ in batch])[:, None]).long()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=-100).item()
+
+
 def option_sets(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     """The option texts of each multiple-choice row among ``rows`` (rows without options are left out)."""
     from scsdpo_verl.tasks.science import mcq_options
@@ -341,6 +365,8 @@ def _load_warm_start(checkpoint_dir: Path | None, fingerprint: dict[str, Any]) -
 def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]], *, steps: int,
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
                teacher_first_steps: int = 0, copy_drill_steps: int = 0, lookup_drill_fraction: float = 0.0,
+               copy_target_loss: float | None = None, max_extra_drill_steps: int = 0, extra_drill_chunk: int = 50,
+               copy_probes: list[dict[str, float]] | None = None,
                bf16: bool = False, log_every: int = 50,
                progress_bar: bool = True,
                checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -352,6 +378,13 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     first ``teacher_first_steps`` steps train on the teacher format only (every row, a copy-from-context
     curriculum), the rest on that mix. From a third of the copy drills on, a ``lookup_drill_fraction`` of each
     drill batch are option-lookup drills (``option_lookup_example``).
+    Copy check: with ``copy_target_loss``, the drills end with ``copy_probe_loss``; while it is above the target,
+    up to ``max_extra_drill_steps`` more drill steps (the last third's mix, at the learning rate the drills ended
+    on; the schedule resumes where it stopped) run in chunks of ``extra_drill_chunk``, each followed by a probe.
+    Whether copying emerges within the planned drills depends on the seed and the numerics (qwen3-tiny, seed 0:
+    under bf16 yes, under fp32 no), and a base that cannot copy gives SDPO's self-teacher nothing to teach. When
+    the first probe meets the target, the warm start is the one without the check, step for step. Each probe
+    (``extra_drill_steps``, ``loss``) is logged and appended to ``copy_probes``.
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
     optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
     ``make_base``).
@@ -390,9 +423,15 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         settings["copy_drill_steps"] = copy_drill_steps
     if lookup_drill_fraction:
         settings["lookup_drill_fraction"] = lookup_drill_fraction
+    check_copying = copy_target_loss is not None and copy_drill_steps > 0
+    if check_copying:
+        settings.update(copy_target_loss=copy_target_loss, max_extra_drill_steps=max_extra_drill_steps,
+                        extra_drill_chunk=extra_drill_chunk)
     losses: list[float] = []
     queue: list[list[int]] = []
     first = 0
+    # the copy check's progress: extra drill steps taken, probes measured, whether it has finished
+    check: dict[str, Any] = {"extra_steps": 0, "probes": [], "done": not check_copying}
     saved = _load_warm_start(checkpoint_dir, settings)
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -400,6 +439,7 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         schedule.load_state_dict(saved["scheduler"])
         order_rng.setstate(saved["rng"])
         queue, losses, first = saved["queue"], saved["losses"], saved["step"]
+        check = saved.get("copy_check", check)
         logger.info("warm start: resuming after step %d/%d from %s", first, steps, checkpoint_dir)
     attention = model.config._attn_implementation
     if bf16:  # measured on this CPU: eager attention is 1.3x faster than sdpa under bf16 (slower in fp32)
@@ -408,24 +448,19 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     start = time.time()
     bar = tqdm(range(first, steps), desc="warm start", disable=not progress_bar, mininterval=2.0, initial=first,
                total=steps)
-    for step in bar:
-        copying = copy_drill_steps <= step < copy_drill_steps + teacher_first_steps
-        if step == copy_drill_steps + teacher_first_steps:
-            queue = queue if step == 0 else []  # the teacher-only phase's batches end with it
-        if step < copy_drill_steps:
-            # plain drills first (copying from the context appears there), then the teacher_fraction share of
-            # drills copies from the demonstration slot (in a mix from the start, copying did not appear at all)
-            # (the option lookups, which copy a letter found through a number, after copying has appeared)
-            late = step >= 2 * copy_drill_steps // 3
-            lookups = step >= copy_drill_steps // 3 and lookup_drill_fraction > 0
-            batch = [option_lookup_example(tokenizer, order_rng, lookup_sets)
-                     if lookups and order_rng.random() < lookup_drill_fraction else
-                     copy_drill_example(tokenizer, order_rng, as_teacher=late and order_rng.random() < teacher_fraction)
-                     for _ in range(batch_size)]
-        else:
-            if not queue:
-                queue = length_bucketed_batches(teacher_lengths if copying else lengths, batch_size, order_rng)
-            batch = [(teacher_examples if copying else examples)[i] for i in queue.pop()]
+
+    def drill_batch(step: int) -> list[tuple[list[int], list[int]]]:
+        # plain drills first (copying from the context appears there), then the teacher_fraction share of
+        # drills copies from the demonstration slot (in a mix from the start, copying did not appear at all)
+        # (the option lookups, which copy a letter found through a number, after copying has appeared)
+        late = step >= 2 * copy_drill_steps // 3
+        lookups = step >= copy_drill_steps // 3 and lookup_drill_fraction > 0
+        return [option_lookup_example(tokenizer, order_rng, lookup_sets)
+                if lookups and order_rng.random() < lookup_drill_fraction else
+                copy_drill_example(tokenizer, order_rng, as_teacher=late and order_rng.random() < teacher_fraction)
+                for _ in range(batch_size)]
+
+    def train_on(batch: list[tuple[list[int], list[int]]]) -> float:
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
         labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
@@ -437,19 +472,62 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        return loss.item()
+
+    def save(step: int) -> None:
+        _save_warm_start(checkpoint_dir, {
+            "fingerprint": settings, "step": step, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+            "rng": order_rng.getstate(), "queue": queue, "losses": losses, "copy_check": check})
+
+    def check_copying_after_drills() -> None:
+        # probe; below the target (or out of extra steps) the check is done, else one more chunk of drills
+        # at the learning rate the drills ended on (the schedule does not step), saved after each chunk
+        while True:
+            model.eval()
+            loss = copy_probe_loss(model, tokenizer, bf16=bf16)
+            model.train()
+            check["probes"].append({"extra_drill_steps": check["extra_steps"], "loss": round(loss, 4)})
+            logger.info("copy check after %d drill steps (+%d extra): %.3f nats per copied token (target %.3f)",
+                        copy_drill_steps, check["extra_steps"], loss, copy_target_loss)
+            if loss <= copy_target_loss or check["extra_steps"] >= max_extra_drill_steps:
+                if loss > copy_target_loss:
+                    logger.warning("WARNING copy check: still %.3f nats per copied token after %d extra drill "
+                                   "steps (base_model.max_extra_drill_steps)", loss, check["extra_steps"])
+                check["done"] = True
+                return
+            for _ in range(min(extra_drill_chunk, max_extra_drill_steps - check["extra_steps"])):
+                losses.append(train_on(drill_batch(copy_drill_steps - 1)))
+                check["extra_steps"] += 1
+            if checkpoint_dir is not None:
+                save(copy_drill_steps)
+
+    for step in bar:
+        if step == copy_drill_steps and not check["done"]:
+            check_copying_after_drills()
+        copying = copy_drill_steps <= step < copy_drill_steps + teacher_first_steps
+        if step == copy_drill_steps + teacher_first_steps:
+            queue = queue if step == 0 else []  # the teacher-only phase's batches end with it
+        if step < copy_drill_steps:
+            batch = drill_batch(step)
+        else:
+            if not queue:
+                queue = length_bucketed_batches(teacher_lengths if copying else lengths, batch_size, order_rng)
+            batch = [(teacher_examples if copying else examples)[i] for i in queue.pop()]
+        losses.append(train_on(batch))
+        schedule.step()
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if log_every and (step % log_every == 0 or step == steps - 1):
             logger.info("warm start step %d/%d loss %.3f (%.0f s)", step + 1, steps, losses[-1], time.time() - start)
         if checkpoint_dir is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
-            _save_warm_start(checkpoint_dir, {
-                "fingerprint": settings, "step": step + 1, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
-                "rng": order_rng.getstate(), "queue": queue, "losses": losses})
+            save(step + 1)
         if on_step_end is not None:
             on_step_end(step + 1)
+    if not check["done"]:  # a warm start of drills only: the check comes at its end
+        check_copying_after_drills()
+    if copy_probes is not None:
+        copy_probes.extend(check["probes"])
     model.set_attn_implementation(attention)
     model.eval()
     return losses
@@ -646,7 +724,8 @@ def copying_warnings(report: dict[str, Any]) -> list[str]:
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
-              lookup_drill_fraction: float = 0.0, bf16: bool | str = "auto", number_tokens: bool = False,
+              lookup_drill_fraction: float = 0.0, copy_target_loss: float | None = None,
+              max_extra_drill_steps: int = 0, bf16: bool | str = "auto", number_tokens: bool = False,
               eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -684,10 +763,12 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                    "overrides": overrides or {}}
     if number_tokens:
         fingerprint["number_tokens"] = True
+    copy_probes: list[dict[str, float]] = []
     losses = warm_start(model, tokenizer, mixed, steps=sft_steps, batch_size=sft_batch, lr=sft_lr, seed=seed,
                         teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps,
                         copy_drill_steps=copy_drill_steps, lookup_drill_fraction=lookup_drill_fraction, bf16=bf16,
-                        checkpoint_dir=checkpoint_dir,
+                        copy_target_loss=copy_target_loss, max_extra_drill_steps=max_extra_drill_steps,
+                        copy_probes=copy_probes, checkpoint_dir=checkpoint_dir,
                         save_every=save_every, fingerprint=fingerprint, on_step_end=on_step_end)
     save_checkpoint_dir(model, tokenizer, out_dir)
     report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
@@ -695,6 +776,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                               "teacher_fraction": teacher_fraction, "teacher_first_steps": teacher_first_steps,
                               "copy_drill_steps": copy_drill_steps, "lookup_drill_fraction": lookup_drill_fraction,
                               "number_tokens": number_tokens,
+                              "copy_target_loss": copy_target_loss, "max_extra_drill_steps": max_extra_drill_steps,
+                              "copy_probes": copy_probes,
                               "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,
@@ -729,6 +812,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "workflow's base_model.warm_start_steps; 0 for the pretrained smollm2-135m)")
     parser.add_argument("--copy-drill-steps", type=int, default=None,
                         help="the first warm-start steps on copy drills (default 600 for tiny models, else 0)")
+    parser.add_argument("--copy-target-loss", type=float, default=None,
+                        help="copy check after the drills (base_model.copy_target_loss; default: off)")
+    parser.add_argument("--max-extra-drill-steps", type=int, default=600,
+                        help="most drill steps the copy check may add (base_model.max_extra_drill_steps)")
     parser.add_argument("--sft-batch", type=int, default=32)
     parser.add_argument("--sft-lr", type=float, default=5e-3)
     parser.add_argument("--teacher-fraction", type=float, default=0.5,
@@ -749,7 +836,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.copy_drill_steps = min(600, args.sft_steps) if tiny else 0
     report = make_base(args.model, args.out, tasks=args.tasks, sft_steps=args.sft_steps, sft_batch=args.sft_batch,
                        sft_lr=args.sft_lr, teacher_fraction=args.teacher_fraction,
-                       copy_drill_steps=args.copy_drill_steps, bf16=args.bf16,
+                       copy_drill_steps=args.copy_drill_steps, copy_target_loss=args.copy_target_loss,
+                       max_extra_drill_steps=args.max_extra_drill_steps, bf16=args.bf16,
                        eval_questions=args.eval_questions, eval_k=args.eval_k, seed=args.seed,
                        threads=args.threads)
     print(json.dumps(report, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -240,6 +241,101 @@ def test_the_last_third_of_drills_copies_from_the_teacher_slot(tokenizer):
     models.warm_start(model, tokenizer, fake_rows(16, 0), steps=7, batch_size=8, lr=1e-2, log_every=0,
                       progress_bar=False, teacher_fraction=1.0, copy_drill_steps=6)
     assert kinds == [{"drill"}] * 4 + [{"teacher drill"}] * 2 + [{"task"}]
+
+
+def test_copy_probe_loss_is_the_mean_nll_of_the_copied_tokens(tokenizer):
+    """Against a per-drill float64 computation without padding: the copy and its end token, nothing else."""
+    import random
+
+    torch.set_num_threads(1)
+    model = _small_model(tokenizer).eval()
+    rng = random.Random(5)
+    drills = [models.copy_drill_example(tokenizer, rng, as_teacher=True) for _ in range(6)]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ids, labels in drills:
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+            answer = [i for i, label in enumerate(labels) if label != -100]
+            assert ids[answer[-1]] == tokenizer.eos_token_id and "Correct solution:" in tokenizer.decode(ids)
+            total -= sum(logp[i - 1, ids[i]].item() for i in answer)
+            count += len(answer)
+    state = random.getstate()
+    probe = models.copy_probe_loss(model, tokenizer, drills=6, seed=5)
+    assert probe == pytest.approx(total / count, rel=1e-5)
+    assert random.getstate() == state  # its own RNG: the warm start's data order is untouched
+    assert models.copy_probe_loss(model, tokenizer, drills=6, seed=5) == probe
+
+
+def test_copy_check_that_passes_changes_nothing_and_one_that_fails_adds_drills(tokenizer, caplog):
+    torch.set_num_threads(1)
+    rows = fake_rows(16, 0)
+    kwargs = dict(steps=5, batch_size=8, lr=1e-2, log_every=0, progress_bar=False, teacher_fraction=0.5,
+                  copy_drill_steps=3)
+    plain = _small_model(tokenizer)
+    plain_losses = models.warm_start(plain, tokenizer, rows, **kwargs)
+    passed, probes = _small_model(tokenizer), []
+    assert models.warm_start(passed, tokenizer, rows, copy_target_loss=100.0, max_extra_drill_steps=9,
+                             copy_probes=probes, **kwargs) == plain_losses
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), passed.state_dict().values(),
+                                                 strict=True))
+    assert len(probes) == 1 and probes[0]["extra_drill_steps"] == 0 and probes[0]["loss"] > 3  # untrained: ~ln V
+
+    kinds = []
+    failed, probes = _small_model(tokenizer), []
+    failed.register_forward_pre_hook(lambda _, args, kw: kinds.append(
+        "task" if "Answer as" in tokenizer.decode(kw["input_ids"][0]) else "drill") if failed.training else None,
+        with_kwargs=True)
+    with caplog.at_level("INFO", logger=models.logger.name):
+        losses = models.warm_start(failed, tokenizer, rows, copy_target_loss=0.0, max_extra_drill_steps=5,
+                                   extra_drill_chunk=2, copy_probes=probes, **kwargs)
+    assert [p["extra_drill_steps"] for p in probes] == [0, 2, 4, 5]  # a probe after each chunk, capped at 5
+    assert kinds == ["drill"] * 3 + ["drill"] * 5 + ["task"] * 2 and len(losses) == 5 + 5
+    assert losses[:3] == plain_losses[:3]  # the same drills before the check
+    assert "still" in caplog.text and "max_extra_drill_steps" in caplog.text
+
+
+def test_extra_drills_hold_the_learning_rate_and_resume_after_a_kill(tokenizer, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    rows = fake_rows(16, 0)
+    kwargs = dict(steps=5, batch_size=8, lr=1e-2, log_every=0, progress_bar=False, teacher_fraction=0.5,
+                  copy_drill_steps=3, copy_target_loss=0.0, max_extra_drill_steps=4, extra_drill_chunk=2,
+                  save_every=2)
+    lrs = []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def step(self, closure=None):
+            lrs.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(models.torch.optim, "AdamW", RecordingAdamW)
+    full = _small_model(tokenizer)
+    full_losses = models.warm_start(full, tokenizer, rows, checkpoint_dir=tmp_path / "full", **kwargs)
+    warmup, steps = 1, 5  # steps // 10 -> 1
+    planned = [1e-2 * min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / steps)))
+               for s in range(steps)]
+    assert lrs == pytest.approx(planned[:3] + [planned[3]] * 4 + planned[3:])
+
+    probes_seen = []
+    real_probe = models.copy_probe_loss
+
+    def dying_probe(*args, **kw):  # killed at the third probe: the first chunk of extra drills is saved
+        probes_seen.append(1)
+        if len(probes_seen) == 3:
+            raise Interrupt
+        return real_probe(*args, **kw)
+
+    monkeypatch.setattr(models, "copy_probe_loss", dying_probe)
+    with pytest.raises(Interrupt):
+        models.warm_start(_small_model(tokenizer), tokenizer, rows, checkpoint_dir=tmp_path / "killed", **kwargs)
+    monkeypatch.setattr(models, "copy_probe_loss", real_probe)
+    state = torch.load(tmp_path / "killed" / models.WARM_START_STATE, weights_only=False)
+    assert state["step"] == 3 and state["copy_check"]["extra_steps"] == 4 and not state["copy_check"]["done"]
+    resumed, probes = _small_model(tokenizer), []
+    assert models.warm_start(resumed, tokenizer, rows, checkpoint_dir=tmp_path / "killed", copy_probes=probes,
+                             **kwargs) == full_losses
+    assert [p["extra_drill_steps"] for p in probes] == [0, 2, 4]
+    for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_warm_start_refuses_more_drill_and_teacher_steps_than_steps(tokenizer):
