@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--copy-target", type=float, default=None,
                         help="copy check after the drills: probe loss target (nats per copied token); default: off")
     parser.add_argument("--max-extra-drills", type=int, default=0, help="extra drill steps the copy check may add")
+    parser.add_argument("--rehearsal", type=float, default=0.0,
+                        help="share of each batch after the drills that is demonstration-slot copy drills")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
@@ -63,7 +65,8 @@ def main() -> None:
                          sft_lr=args.lr, teacher_fraction=args.teacher_fraction, copy_drill_steps=args.drills,
                          bf16={"true": True, "false": False}.get(args.bf16, args.bf16), eval_questions=0,
                          number_tokens=args.number_tokens, lookup_drill_fraction=args.lookup_drills,
-                         copy_target_loss=args.copy_target, max_extra_drill_steps=args.max_extra_drills,
+                         copy_target_loss=args.copy_target, drill_rehearsal_fraction=args.rehearsal,
+                         max_extra_drill_steps=args.max_extra_drills,
                          seed=args.seed, threads=args.threads)
     warm_seconds = time.time() - started
     torch.set_num_threads(args.threads)

@@ -5,7 +5,9 @@ Columns: pass rate at T=1 overall and per difficulty level, the guessing rate of
 the share of mixed questions (0 < successes < k), the teacher-format pass rate (the worked solution in the
 self-teacher's prompt) and its gain over the plain prompt, and, on failed rollouts, the mass the self-teacher and
 the student put on the correct token where the rollout leaves the worked solution; on successful rollouts, the
-share the self-teacher doubts (gives less than 0.5 to one of their tokens) and its mean mass on their tokens.
+share the self-teacher doubts (gives less than 0.5 to one of their tokens) and its mean mass on their tokens;
+the warm start's precision and its copy check: the last probe's loss (nats per copied token, ``copy_probe_loss``)
+and the drill steps the check added (empty where the check was off).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ COLUMNS = ("model", "task", "questions", "k", "pass_rate", "level_1", "level_2",
            "guess_rate", "mixed_fraction", "teacher_format_pass_rate", "teacher_format_gain",
            "failed_rollouts", "teacher_mass_correct_token", "student_mass_correct_token",
            "teacher_above_student_fraction", "successful_rollouts", "teacher_doubted_success_fraction",
-           "teacher_mass_own_tokens", "precision")
+           "teacher_mass_own_tokens", "precision", "copy_probe_loss", "extra_drill_steps")
 
 
 def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (model, task) of the ``reports`` (model name -> base_report.json content), in COLUMNS order."""
     rows = []
     for model, report in reports.items():
+        last_probe = (report.get("copy_probes") or [None])[-1] or {}
         for task, result in report.get("tasks", {}).items():
             by_level = result.get("mean_pass_rate_by_difficulty", {})
             signal = result.get("teacher_signal_on_failures") or {}
@@ -49,6 +52,8 @@ def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
                 "teacher_doubted_success_fraction": on_successes.get("doubted_rollout_fraction"),
                 "teacher_mass_own_tokens": on_successes.get("teacher_mass_on_own_tokens"),
                 "precision": report.get("precision", "bf16" if report.get("bf16") else "fp32"),
+                "copy_probe_loss": last_probe.get("loss"),
+                "extra_drill_steps": last_probe.get("extra_drill_steps"),
             })
     return rows
 

@@ -366,7 +366,7 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
                batch_size: int = 32, lr: float = 3e-3, seed: int = 0, teacher_fraction: float = 0.0,
                teacher_first_steps: int = 0, copy_drill_steps: int = 0, lookup_drill_fraction: float = 0.0,
                copy_target_loss: float | None = None, max_extra_drill_steps: int = 0, extra_drill_chunk: int = 50,
-               copy_probes: list[dict[str, float]] | None = None,
+               copy_probes: list[dict[str, float]] | None = None, drill_rehearsal_fraction: float = 0.0,
                bf16: bool = False, log_every: int = 50,
                progress_bar: bool = True,
                checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -385,6 +385,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     under bf16 yes, under fp32 no), and a base that cannot copy gives SDPO's self-teacher nothing to teach. When
     the first probe meets the target, the warm start is the one without the check, step for step. Each probe
     (``extra_drill_steps``, ``loss``) is logged and appended to ``copy_probes``.
+    ``drill_rehearsal_fraction`` (an experiment, not in the workflow's config): that share of each batch after the
+    drills is replaced by demonstration-slot copy drills, so that the task steps do not unlearn copying.
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
     optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
     ``make_base``).
@@ -424,6 +426,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     if lookup_drill_fraction:
         settings["lookup_drill_fraction"] = lookup_drill_fraction
     check_copying = copy_target_loss is not None and copy_drill_steps > 0
+    if drill_rehearsal_fraction:
+        settings["drill_rehearsal_fraction"] = drill_rehearsal_fraction
     if check_copying:
         settings.update(copy_target_loss=copy_target_loss, max_extra_drill_steps=max_extra_drill_steps,
                         extra_drill_chunk=extra_drill_chunk)
@@ -515,6 +519,9 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
             if not queue:
                 queue = length_bucketed_batches(teacher_lengths if copying else lengths, batch_size, order_rng)
             batch = [(teacher_examples if copying else examples)[i] for i in queue.pop()]
+            if drill_rehearsal_fraction:
+                batch = [copy_drill_example(tokenizer, order_rng, as_teacher=True)
+                         if order_rng.random() < drill_rehearsal_fraction else example for example in batch]
         losses.append(train_on(batch))
         schedule.step()
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
@@ -725,7 +732,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
               sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
               lookup_drill_fraction: float = 0.0, copy_target_loss: float | None = None,
-              max_extra_drill_steps: int = 0, bf16: bool | str = "auto", number_tokens: bool = False,
+              max_extra_drill_steps: int = 0, drill_rehearsal_fraction: float = 0.0, bf16: bool | str = "auto",
+              number_tokens: bool = False,
               eval_questions: int = 48, eval_k: int = 8,
               seed: int = 0, threads: int = 2, overrides: dict[str, Any] | None = None,
               checkpoint_dir: str | Path | None = None, save_every: int = 50,
@@ -768,7 +776,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                         teacher_fraction=teacher_fraction, teacher_first_steps=teacher_first_steps,
                         copy_drill_steps=copy_drill_steps, lookup_drill_fraction=lookup_drill_fraction, bf16=bf16,
                         copy_target_loss=copy_target_loss, max_extra_drill_steps=max_extra_drill_steps,
-                        copy_probes=copy_probes, checkpoint_dir=checkpoint_dir,
+                        copy_probes=copy_probes, drill_rehearsal_fraction=drill_rehearsal_fraction,
+                        checkpoint_dir=checkpoint_dir,
                         save_every=save_every, fingerprint=fingerprint, on_step_end=on_step_end)
     save_checkpoint_dir(model, tokenizer, out_dir)
     report: dict[str, Any] = {"model": model_name, "parameters": num_parameters(model), "vocab": len(tokenizer),
@@ -777,7 +786,7 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
                               "copy_drill_steps": copy_drill_steps, "lookup_drill_fraction": lookup_drill_fraction,
                               "number_tokens": number_tokens,
                               "copy_target_loss": copy_target_loss, "max_extra_drill_steps": max_extra_drill_steps,
-                              "copy_probes": copy_probes,
+                              "copy_probes": copy_probes, "drill_rehearsal_fraction": drill_rehearsal_fraction,
                               "bf16": bf16,
                               "precision": precision_reason,
                               "sft_loss_first": losses[0] if losses else None,

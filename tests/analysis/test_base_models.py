@@ -24,7 +24,9 @@ def _report(pass_rate, teacher, levels, signal=None, guess=None, on_successes=No
 def test_rows_hold_levels_gain_and_teacher_signal(tmp_path):
     signal = {"failed_rollouts": 40, "teacher_mass_on_correct_token": 0.6, "student_mass_on_correct_token": 0.2,
               "teacher_above_student_fraction": 0.9}
-    reports = {"qwen3-tiny": {"precision": "auto: fp32", "tasks": {
+    reports = {"qwen3-tiny": {"precision": "auto: fp32", "copy_probes": [
+        {"extra_drill_steps": 0, "loss": 0.49}, {"extra_drill_steps": 50, "loss": 0.36},
+        {"extra_drill_steps": 100, "loss": 0.26}], "tasks": {
         "synthetic_science": _report(0.5, 0.875, [0.9, 0.6, 0.5, 0.3, 0.2], signal, guess=0.3,
                                      on_successes={"successful_rollouts": 30, "doubted_rollout_fraction": 0.2,
                                                    "doubted_token_fraction": 0.01,
@@ -39,6 +41,9 @@ def test_rows_hold_levels_gain_and_teacher_signal(tmp_path):
     assert science["guess_rate"] == 0.3 and science["precision"] == "auto: fp32"
     assert tools["level_4"] is None and tools["guess_rate"] is None and tools["failed_rollouts"] is None
     assert tools["teacher_format_gain"] == 0.0
+    assert (tools["copy_probe_loss"], tools["extra_drill_steps"]) == (0.26, 100)  # the last probe, per model
+    unchecked = base_model_rows({"olmo3-tiny": {"copy_probes": [], "tasks": {"t": _report(0.1, 0.2, [0.1])}}})
+    assert unchecked[0]["copy_probe_loss"] is None and unchecked[0]["extra_drill_steps"] is None
     assert science["successful_rollouts"] == 30 and science["teacher_doubted_success_fraction"] == 0.2
     assert science["teacher_mass_own_tokens"] == 0.97 and tools["teacher_doubted_success_fraction"] is None
     path = tmp_path / "r.json"

@@ -338,6 +338,20 @@ def test_extra_drills_hold_the_learning_rate_and_resume_after_a_kill(tokenizer, 
         assert torch.equal(a, b), name
 
 
+def test_drill_rehearsal_replaces_that_share_of_task_examples_with_teacher_slot_drills(tokenizer):
+    torch.set_num_threads(1)
+    kinds = []
+    model = _small_model(tokenizer)
+    model.register_forward_pre_hook(lambda _, args, kw: kinds.append(
+        ["task" if "Answer as" in text else "teacher drill" if "Correct solution:" in text else "drill"
+         for text in tokenizer.batch_decode(kw["input_ids"])]), with_kwargs=True)
+    models.warm_start(model, tokenizer, fake_rows(64, 0), steps=12, batch_size=16, lr=1e-2, log_every=0,
+                      progress_bar=False, teacher_fraction=0.0, copy_drill_steps=2, drill_rehearsal_fraction=0.25)
+    task_phase = [kind for batch in kinds[2:] for kind in batch]
+    assert set(task_phase) == {"task", "teacher drill"}
+    assert 0.15 < task_phase.count("teacher drill") / len(task_phase) < 0.35  # 160 draws of p = 0.25
+
+
 def test_warm_start_refuses_more_drill_and_teacher_steps_than_steps(tokenizer):
     with pytest.raises(ValueError, match=r"copy_drill_steps \(3\) \+ teacher_first_steps \(2\) exceed .* 4 steps"):
         models.warm_start(_small_model(tokenizer), tokenizer, fake_rows(8, 0), steps=4, copy_drill_steps=3,
