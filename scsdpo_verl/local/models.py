@@ -282,6 +282,19 @@ def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = Fals
     return prompt + answer, [-100] * len(prompt) + answer
 
 
+def _answer_loss(model: PreTrainedModel, tokenizer, batch: Sequence[tuple[list[int], list[int]]], *,
+                 bf16: bool) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens of (input ids, labels) pairs, right-padded."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+    attention_mask = (torch.arange(width)[None] < torch.tensor([len(ids) for ids, _ in batch])[:, None]).long()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=-100)
+
+
 # A fixed set of demonstration-slot drills, drawn from its own RNG so that measuring leaves the warm start's data
 # order untouched. A model that has not learnt to copy scores ~ln(vocab) = 7.2 nats per answer token.
 COPY_PROBE_DRILLS = 64
@@ -296,14 +309,7 @@ def copy_probe_loss(model: PreTrainedModel, tokenizer, *, drills: int = COPY_PRO
     demonstration slot, the skill SDPO's self-teacher needs. Deterministic for a given model; no gradient."""
     rng = random.Random(seed)
     batch = [copy_drill_example(tokenizer, rng, as_teacher=True) for _ in range(drills)]
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-    attention_mask = (torch.arange(width)[None] < torch.tensor([len(ids) for ids, _ in batch])[:, None]).long()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                           ignore_index=-100).item()
+    return _answer_loss(model, tokenizer, batch, bf16=bf16).item()
 
 
 def option_sets(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -465,14 +471,7 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
                 for _ in range(batch_size)]
 
     def train_on(batch: list[tuple[list[int], list[int]]]) -> float:
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-        attention_mask = (torch.arange(width)[None] < torch.tensor([len(ids) for ids, _ in batch])[:, None]).long()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                               ignore_index=-100)
+        loss = _answer_loss(model, tokenizer, batch, bf16=bf16)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
