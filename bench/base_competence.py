@@ -2,6 +2,8 @@
 
     python bench/base_competence.py --model qwen3-tiny --out /tmp/base --steps 1400 --drills 600
     python bench/base_competence.py --model qwen3-tiny --out /tmp/base --eval-only   # re-measure a saved one
+    python bench/base_competence.py --model qwen3-tiny --out /tmp/base --steps 1400 --drills 600 --probe-only
+        # only the drills, then the copy check's probe (models.copy_probe_loss), then stop
 
 Prints, per synthetic task: the mean pass rate at T=1 over k samples, per level, the share of mixed questions
 (0 < successes < k), the pass rate with the worked solution in the self-teacher's prompt (what SDPO's teacher
@@ -14,8 +16,10 @@ tune warm-start settings on these numbers, never on the test split the workflow 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -29,6 +33,35 @@ def measure(model, tokenizer, task: str, questions: int, k: int, seed: int) -> d
     """``models.competence_report`` on ``questions`` validation questions of ``task``."""
     rows = synthetic.generate(task, questions, seed, split="validation")
     return models.competence_report(model, tokenizer, rows, k=k, seed=seed)
+
+
+class _AfterDrills(Exception):
+    pass
+
+
+def probe_after_drills(args: argparse.Namespace) -> float:
+    """The copy check's first probe of the warm start ``args`` describe: its drills run (the schedule of all
+    ``args.steps``), the probe is read from the check's log line, and the warm start stops there."""
+    probes: list[float] = []
+
+    class Probes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found = re.search(r"copy check .*: ([0-9.]+) nats", record.getMessage())
+            if found:
+                probes.append(float(found.group(1)))
+
+    def stop(step: int) -> None:
+        if step > args.drills:
+            raise _AfterDrills
+
+    models.logger.addHandler(Probes())
+    with contextlib.suppress(_AfterDrills):
+        models.make_base(args.model, args.out, sft_rows_per_task=args.rows, sft_steps=args.steps,
+                         sft_batch=args.batch, sft_lr=args.lr, teacher_fraction=args.teacher_fraction,
+                         copy_drill_steps=args.drills, bf16={"true": True, "false": False}.get(args.bf16, args.bf16),
+                         eval_questions=0, number_tokens=args.number_tokens, copy_target_loss=float("inf"),
+                         seed=args.seed, threads=args.threads, on_step_end=stop)
+    return probes[0]
 
 
 def main() -> None:
@@ -56,10 +89,15 @@ def main() -> None:
     parser.add_argument("--max-extra-drills", type=int, default=0, help="extra drill steps the copy check may add")
     parser.add_argument("--rehearsal", type=float, default=0.0,
                         help="share of each batch after the drills that is demonstration-slot copy drills")
+    parser.add_argument("--probe-only", action="store_true",
+                        help="stop after the drills and print the copy check's probe (nats per copied token)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
     started = time.time()
+    if args.probe_only:
+        print(f"copy probe after {args.drills} drills: {probe_after_drills(args):.3f} nats per copied token")
+        return
     if not args.eval_only:
         models.make_base(args.model, out, sft_rows_per_task=args.rows, sft_steps=args.steps, sft_batch=args.batch,
                          sft_lr=args.lr, teacher_fraction=args.teacher_fraction, copy_drill_steps=args.drills,
