@@ -432,6 +432,8 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     if lookup_drill_fraction:
         settings["lookup_drill_fraction"] = lookup_drill_fraction
     check_copying = copy_target_loss is not None and copy_drill_steps > 0
+    if check_copying and extra_drill_chunk < 1:
+        raise ValueError(f"extra_drill_chunk must be at least 1, got {extra_drill_chunk}")
     if drill_rehearsal_fraction:
         settings["drill_rehearsal_fraction"] = drill_rehearsal_fraction
     if check_copying:

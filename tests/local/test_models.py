@@ -353,6 +353,9 @@ def test_drill_rehearsal_replaces_that_share_of_task_examples_with_teacher_slot_
 
 
 def test_warm_start_refuses_more_drill_and_teacher_steps_than_steps(tokenizer):
+    with pytest.raises(ValueError, match="extra_drill_chunk must be at least 1, got 0"):
+        models.warm_start(_small_model(tokenizer), tokenizer, fake_rows(8, 0), steps=4, copy_drill_steps=2,
+                          copy_target_loss=0.3, extra_drill_chunk=0)
     with pytest.raises(ValueError, match=r"copy_drill_steps \(3\) \+ teacher_first_steps \(2\) exceed .* 4 steps"):
         models.warm_start(_small_model(tokenizer), tokenizer, fake_rows(8, 0), steps=4, copy_drill_steps=3,
                           teacher_first_steps=2)
