@@ -61,6 +61,8 @@ def probe_after_drills(args: argparse.Namespace) -> float:
                          copy_drill_steps=args.drills, bf16={"true": True, "false": False}.get(args.bf16, args.bf16),
                          eval_questions=0, number_tokens=args.number_tokens, copy_target_loss=float("inf"),
                          seed=args.seed, threads=args.threads, on_step_end=stop)
+    if not probes:
+        raise RuntimeError("the warm start logged no 'copy check' line (models.warm_start's format changed?)")
     return probes[0]
 
 
