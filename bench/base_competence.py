@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800, help="warm-start steps, drills included")
     parser.add_argument("--drills", type=int, default=0, help="copy-drill steps (the first ones)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--lr", type=float, default=2.5e-3)
     parser.add_argument("--teacher-fraction", type=float, default=0.5)
     parser.add_argument("--rows", type=int, default=2500, help="warm-start rows per task")
     parser.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")

@@ -215,11 +215,9 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random
 # ----------------------------------------------------------------------------------------------------------
 # precision
 # ----------------------------------------------------------------------------------------------------------
-# CPU flags of native bf16 arithmetic. Without them torch emulates bf16 matmuls and autocast is a slow-down:
-# a 2-core AMD EPYC with AVX2 only ran the warm start 7.6x slower under bf16 autocast than in fp32.
-# With avx512_bf16 and no AMX, bf16 is still 1.4-1.5x slower than fp32 (the dev Xeon, bench/warm_start_precision.py),
-# but auto keeps bf16 there: the shipped references were made with it, and the warm start's outcome depends on its
-# numerics (qwen3-tiny, seed 0: copying emerged under bf16, tool use 0.78; not under fp32, tool use 0.14).
+# CPU flags of native bf16 arithmetic. Without them torch emulates bf16 matmuls: a 2-core AMD EPYC with AVX2 only
+# ran the warm start 7.6x slower under bf16 autocast than in fp32. With avx512_bf16 and no AMX (the dev Xeon) bf16
+# was still 1.4-1.5x slower than fp32 (bench/warm_start_precision.py); no CPU measured so far ran it faster.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -243,17 +241,22 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
 def choose_bf16(setting: bool | str = "auto", cpuinfo: str | None = None) -> tuple[bool, str]:
     """Whether the warm start runs under bf16 autocast, and why (one line for the log and the report).
 
-    ``True``/``False`` are the user's choice and win; ``"auto"`` picks bf16 only where the CPU has native bf16
-    instructions (``NATIVE_BF16_FLAGS`` in ``cpuinfo``), fp32 everywhere else.
+    ``"auto"`` is fp32 on every CPU: the warm-start recipe (lr 2.5e-3) was validated in fp32, where it taught
+    copying on every seed measured, and bf16 was never the faster precision on a CPU measured (``NATIVE_BF16_FLAGS``).
+    The line names the CPU's native bf16 flags, if any, so a user on an AMX machine knows ``true`` is worth a
+    measurement. ``True``/``False`` are the user's choice and win; ``True`` on a CPU without native bf16 (emulated,
+    several times slower) says so with a ``WARNING``.
     """
+    native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags(cpuinfo))
+    if setting is True and not native:
+        return True, (f"bf16=true set in the config. WARNING: no native bf16 on this CPU (none of "
+                      f"{', '.join(NATIVE_BF16_FLAGS)}): emulated bf16 ran 7.6x slower than fp32 where measured")
     if isinstance(setting, bool):
         return setting, f"bf16={str(setting).lower()} set in the config"
     if setting != "auto":
         raise ValueError(f"bf16 must be true, false or 'auto', got {setting!r}")
-    native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags(cpuinfo))
-    if native:
-        return True, f"auto: the CPU has native bf16 ({', '.join(native)}), bf16 autocast"
-    return False, f"auto: no native bf16 on this CPU (none of {', '.join(NATIVE_BF16_FLAGS)}), fp32"
+    cpu = f"this CPU has {', '.join(native)}" if native else "this CPU has no native bf16"
+    return False, f"auto: fp32, the warm start's validated precision ({cpu}; bf16: true forces bf16 autocast)"
 
 
 def copy_drill_example(tokenizer, rng: random.Random, *, as_teacher: bool = False, min_len: int = 4,
@@ -394,8 +397,7 @@ def warm_start(model: PreTrainedModel, tokenizer, rows: Sequence[dict[str, Any]]
     ``drill_rehearsal_fraction`` (an experiment, not in the workflow's config): that share of each batch after the
     drills is replaced by demonstration-slot copy drills, so that the task steps do not unlearn copying.
     ``bf16`` runs forward and backward under CPU bf16 autocast with eager attention (fp32 weights and
-    optimizer): faster than fp32 + sdpa only on a CPU with native bf16 (``choose_bf16`` decides for
-    ``make_base``).
+    optimizer); ``make_base`` asks ``choose_bf16`` (fp32 unless the config says ``true``).
     Progress: a tqdm bar and a log line every ``log_every`` steps. Returns the loss of every step;
     deterministic for a given seed.
 
@@ -730,7 +732,7 @@ def copying_warnings(report: dict[str, Any]) -> list[str]:
 
 
 def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SYNTHETIC_TASKS,
-              sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 5e-3,
+              sft_rows_per_task: int = 2500, sft_steps: int = 800, sft_batch: int = 32, sft_lr: float = 2.5e-3,
               teacher_fraction: float = 0.5, teacher_first_steps: int = 0, copy_drill_steps: int = 0,
               lookup_drill_fraction: float = 0.0, copy_target_loss: float | None = None,
               max_extra_drill_steps: int = 0, drill_rehearsal_fraction: float = 0.0, bf16: bool | str = "auto",
@@ -748,13 +750,13 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     With ``checkpoint_dir`` (outside ``out_dir``: Snakemake deletes an interrupted job's outputs) the warm start
     saves its state every ``save_every`` steps and a rerun continues from it (``warm_start``); the state is
     removed once the base checkpoint is written, so a later run (e.g. after a code change) starts afresh.
-    ``bf16``: true, false or "auto" (``choose_bf16``: bf16 autocast only on a CPU with native bf16); the choice
+    ``bf16``: true, false or "auto" (``choose_bf16``: fp32; true = bf16 autocast); the choice
     and its reason are logged and written to the report. ``number_tokens``: see ``train_tokenizer``
     (config ``base_model.number_tokens``; on for qwen3-tiny in the default and the CPU study).
     """
     torch.set_num_threads(threads)
     bf16, precision_reason = choose_bf16(bf16)
-    logger.info("warm start precision: %s", precision_reason)
+    (logger.warning if "WARNING" in precision_reason else logger.info)("warm start precision: %s", precision_reason)
     started = time.time()
     train_rows = {task: load_rows(task, sft_rows_per_task, seed, "train") for task in tasks}
     if model_name in TINY_MODELS:
@@ -827,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-extra-drill-steps", type=int, default=600,
                         help="most drill steps the copy check may add (base_model.max_extra_drill_steps)")
     parser.add_argument("--sft-batch", type=int, default=32)
-    parser.add_argument("--sft-lr", type=float, default=5e-3)
+    parser.add_argument("--sft-lr", type=float, default=2.5e-3)
     parser.add_argument("--teacher-fraction", type=float, default=0.5,
                         help="share of warm-start examples shown in the self-teacher's prompt format")
     parser.add_argument("--bf16", choices=("auto", "true", "false"), default="auto",

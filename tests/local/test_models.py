@@ -399,21 +399,24 @@ CPUINFO_AVX2 = ("processor\t: 0\nmodel name\t: AMD EPYC 7B13 (bf16 in the name i
                 "flags\t\t: fpu sse2 avx avx2 fma bmi2 sha_ni\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2\n")
 
 
-@pytest.mark.parametrize(("setting", "cpuinfo", "expected"), [
-    ("auto", CPUINFO_BF16, True),
-    ("auto", CPUINFO_AVX2, False),
-    ("auto", CPUINFO_AVX2.replace("sha_ni", "sha_ni amx_bf16"), True),  # AMX alone counts too
-    ("auto", CPUINFO_BF16.replace(" amx_tile", ""), True),  # avx512_bf16 without AMX: bf16 (see NATIVE_BF16_FLAGS)
-    ("auto", "", False),  # unreadable / foreign cpuinfo: fp32, never a silent slow-down
-    (True, CPUINFO_AVX2, True),  # an explicit choice wins over the CPU
-    (False, CPUINFO_BF16, False),
+@pytest.mark.parametrize(("setting", "cpuinfo", "expected", "named_flags"), [
+    ("auto", CPUINFO_BF16, False, "avx512_bf16"),  # native bf16 but no faster here: fp32, the validated recipe
+    ("auto", CPUINFO_AVX2.replace("sha_ni", "sha_ni amx_bf16"), False, "amx_bf16"),
+    ("auto", CPUINFO_AVX2, False, "no native bf16"),
+    ("auto", "", False, "no native bf16"),  # unreadable / foreign cpuinfo
+    (True, CPUINFO_BF16, True, None),  # an explicit choice wins over the CPU
+    (True, CPUINFO_AVX2, True, "WARNING"),  # ... and says when it is the emulated, slow one
+    (False, CPUINFO_BF16, False, None),
 ])
-def test_choose_bf16_from_the_cpu_flags_and_explicit_settings_win(setting, cpuinfo, expected):
+def test_choose_bf16_auto_is_fp32_names_the_cpu_and_explicit_settings_win(setting, cpuinfo, expected, named_flags):
     bf16, reason = models.choose_bf16(setting, cpuinfo)
     assert bf16 is expected
-    assert ("auto" in reason) == (setting == "auto") and "\n" not in reason
-    if setting == "auto" and expected:
-        assert "bf16" in reason and "fp32" not in reason
+    assert reason.startswith("auto:") == (setting == "auto") and "\n" not in reason
+    assert ("WARNING" in reason) == (setting is True and cpuinfo is CPUINFO_AVX2)
+    if named_flags:
+        assert named_flags in reason
+    if setting == "auto":
+        assert "fp32" in reason and "avx2" not in reason  # names only bf16 flags
 
 
 def test_choose_bf16_refuses_other_settings():
@@ -421,14 +424,19 @@ def test_choose_bf16_refuses_other_settings():
         models.choose_bf16("maybe", CPUINFO_BF16)
 
 
-@pytest.mark.parametrize(("flags", "expected"), [(set(), False), ({"avx512_bf16"}, True)])
-def test_make_base_logs_and_reports_the_precision_it_chose(tmp_path, monkeypatch, caplog, flags, expected):
+@pytest.mark.parametrize(("setting", "flags", "expected", "level"), [
+    ("auto", {"avx512_bf16"}, False, "INFO"),
+    (True, set(), True, "WARNING"),  # forced bf16 on a CPU that emulates it: a warning, not a silent slow-down
+])
+def test_make_base_logs_and_reports_the_precision_it_chose(tmp_path, monkeypatch, caplog, setting, flags, expected,
+                                                           level):
     monkeypatch.setattr(models, "cpu_flags", lambda cpuinfo=None: set(flags))
     caplog.set_level("INFO", logger=models.logger.name)
     report = models.make_base("qwen3-tiny", tmp_path / "base", sft_rows_per_task=8, sft_steps=1, sft_batch=4,
-                              eval_questions=1, eval_k=1, threads=1)  # bf16 defaults to "auto"
-    assert report["bf16"] is expected and report["precision"].startswith("auto:")
-    assert f"warm start precision: {report['precision']}" in caplog.text
+                              eval_questions=1, eval_k=1, threads=1, bf16=setting)
+    assert report["bf16"] is expected
+    [record] = [r for r in caplog.records if r.getMessage().startswith("warm start precision: ")]
+    assert record.getMessage() == f"warm start precision: {report['precision']}" and record.levelname == level
     saved = json.loads((tmp_path / "base" / "base_report.json").read_text())
     assert saved["precision"] == report["precision"]
 
