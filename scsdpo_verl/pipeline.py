@@ -665,13 +665,19 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--wall-seconds", type=float, default=None, help="the run's measured wall time")
     publish.add_argument("--results", default="results")
     publish.add_argument("--figures", default="figures")
+    publish.add_argument("--commit", default="HEAD",
+                         help="the commit the run was made at (default: HEAD of the current checkout)")
     args = parser.parse_args(argv)
     if args.command == "finish-verl-run":
         finish_verl_run(args.run_dir, args.final_dir, args.summary)
     else:
         from scsdpo_verl.analysis.expected import publish_reference
 
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        resolved = subprocess.run(["git", "rev-parse", "--verify", f"{args.commit}^{{commit}}"], capture_output=True,
+                                  text=True)
+        if resolved.returncode != 0:
+            raise SystemExit(f"publish-results --commit: {args.commit!r} is not a commit of this checkout")
+        commit = resolved.stdout.strip()
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else ""
         manifest = publish_reference(args.results, args.figures, args.dest, command=args.run_command, commit=commit,

@@ -93,7 +93,9 @@ def publish_reference(results_dir: str | Path, figures_dir: str | Path, dest: st
     """Copy a finished run's tables, figures and base-model reports to ``dest`` (``docs/results/<config>``) with a
     ``MANIFEST.json`` naming the commit, the command, the machine and the run time, so that a later run with
     ``expected_results: <dest>/tables`` is compared with it. ``expected_comparison.*`` is not copied (it is the
-    comparison with the previous reference). Returns the manifest."""
+    comparison with the previous reference). Base reports: those of the models in the run's base-model table (a
+    results directory shared by several configs holds other configs' bases too), all of them without that table.
+    Returns the manifest."""
     import shutil
 
     results_dir, dest = Path(results_dir), Path(dest)
@@ -105,7 +107,14 @@ def publish_reference(results_dir: str | Path, figures_dir: str | Path, dest: st
                 if path.stem != "expected_comparison":
                     shutil.copy2(path, dest / sub / path.name)
                     files.append(f"{sub}/{path.name}")
+    base_table = results_dir / "tables" / "base_models.csv"
+    run_models = None
+    if base_table.is_file():
+        with open(base_table, newline="") as handle:
+            run_models = {row["model"] for row in csv.DictReader(handle)}
     for report in sorted((results_dir / "models").glob("*/base_report.json")):
+        if run_models is not None and report.parent.name not in run_models:
+            continue
         (dest / "models").mkdir(parents=True, exist_ok=True)
         shutil.copy2(report, dest / "models" / f"{report.parent.name}_base_report.json")
         files.append(f"models/{report.parent.name}_base_report.json")

@@ -65,6 +65,30 @@ def test_publish_copies_tables_figures_reports_and_a_manifest_then_compares_equa
     assert [r["flag"] for r in rows] == [""]
 
 
+def test_publish_copies_only_the_runs_own_base_reports_and_names_the_given_commit(tmp_path):
+    import subprocess
+
+    from scsdpo_verl.pipeline import main
+
+    results = tmp_path / "results"
+    (results / "tables").mkdir(parents=True)
+    (results / "tables" / "main_table.csv").write_text("model,metric,mean\na,mean@16,0.5\n")
+    (results / "tables" / "base_models.csv").write_text("model,task,pass_rate\nqwen3-tiny,t,0.5\n")
+    for model in ("qwen3-tiny", "olmo3-tiny"):  # olmo3-tiny: another config's base in the shared results/
+        (results / "models" / model).mkdir(parents=True)
+        (results / "models" / model / "base_report.json").write_text("{}")
+    dest = tmp_path / "dest"
+    assert main(["publish-results", str(dest), "--command", "x", "--results", str(results), "--figures",
+                 str(tmp_path / "none"), "--commit", "HEAD~1"]) == 0
+    manifest = json.loads((dest / "MANIFEST.json").read_text())
+    assert [f for f in manifest["files"] if f.startswith("models/")] == ["models/qwen3-tiny_base_report.json"]
+    assert not (dest / "models" / "olmo3-tiny_base_report.json").exists()
+    parent = subprocess.run(["git", "log", "-1", "--skip=1", "--format=%H"], capture_output=True, text=True)
+    assert manifest["commit"] == parent.stdout.strip() and len(manifest["commit"]) == 40
+    with pytest.raises(SystemExit, match="'no-such-rev' is not a commit"):
+        main(["publish-results", str(dest), "--command", "x", "--results", str(results), "--commit", "no-such-rev"])
+
+
 def test_publish_refuses_a_run_without_tables(tmp_path):
     from scsdpo_verl.analysis.expected import publish_reference
 
