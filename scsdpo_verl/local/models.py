@@ -756,7 +756,8 @@ def make_base(model_name: str, out_dir: str | Path, *, tasks: Sequence[str] = SY
     """
     torch.set_num_threads(threads)
     bf16, precision_reason = choose_bf16(bf16)
-    (logger.warning if "WARNING" in precision_reason else logger.info)("warm start precision: %s", precision_reason)
+    level = logging.WARNING if "WARNING" in precision_reason else logging.INFO
+    logger.log(level, "warm start precision: %s", precision_reason)
     started = time.time()
     train_rows = {task: load_rows(task, sft_rows_per_task, seed, "train") for task in tasks}
     if model_name in TINY_MODELS:
