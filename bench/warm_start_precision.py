@@ -5,9 +5,10 @@
 ``base_model.bf16: auto`` is fp32 on every CPU (``models.choose_bf16``); this measures whether bf16 would be the
 faster one here (an AMX CPU is the case to try: ``bf16: true`` then, at the price of another base). The model is a
 fresh tiny model of the base's architecture, with the base's tokenizer. It trains on both synthetic tasks' worked
-solutions (batch 32, length-bucketed as in the warm start). Each round runs ``--steps`` steps in each precision, from the same initial weights, in alternating order. The
-first ``--skip`` steps of a run are not counted. The script prints the median step time per precision and their
-ratio. Run it with nothing else on the machine: the ratio is what to read, not the absolute times.
+solutions (batch 32, length-bucketed as in the warm start). Each round runs ``--steps`` steps in each precision,
+from the same initial weights, in alternating order. The first ``--skip`` steps of a run are not counted. The script
+prints the median step time per precision and their ratio. Run it with nothing else on the machine: the ratio is
+what to read, not the absolute times.
 """
 
 from __future__ import annotations
