@@ -65,11 +65,19 @@ def test_publish_copies_tables_figures_reports_and_a_manifest_then_compares_equa
     assert [r["flag"] for r in rows] == [""]
 
 
-def test_publish_copies_only_the_runs_own_base_reports_and_names_the_given_commit(tmp_path):
+def test_publish_copies_only_the_runs_own_base_reports_and_names_the_given_commit(tmp_path, monkeypatch):
     import subprocess
 
     from scsdpo_verl.pipeline import main
 
+    # a checkout of its own with two commits, so the test needs no history of the project's (shallow clones, tarballs)
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    for message in ("the run's commit", "a later one"):
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)
     results = tmp_path / "results"
     (results / "tables").mkdir(parents=True)
     (results / "tables" / "main_table.csv").write_text("model,metric,mean\na,mean@16,0.5\n")
