@@ -16,15 +16,17 @@ Backends: ``hf`` (transformers, CPU by default) and ``vllm`` (GPU; needs a separ
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scsdpo_verl.eval.lm_eval_tasks import filter_list_yaml, filter_names, score_responses
+from scsdpo_verl.eval.lm_eval_tasks import filter_list_yaml, filter_names, read_rows, score_responses
 from scsdpo_verl.eval.majority import bootstrap_majority_accuracy, exact_majority_accuracy, mean_accuracy
 
+logger = logging.getLogger(__name__)
 PACKAGED_TASK_DIR = Path(__file__).parent / "tasks"
 TASK_PREFIX = "scsdpo_"
 # lm-eval task name (without the prefix) -> the data_source its rows carry
@@ -159,6 +161,24 @@ def _records_from_lm_eval(samples: Sequence[Mapping[str, Any]]) -> list[dict[str
     return [seen[doc_id] for doc_id in sorted(seen)]
 
 
+def warn_if_solutions_exceed(model_dir: str | Path, data_path: str | Path, max_gen_toks: int,
+                             limit: int | None = None) -> str | None:
+    """Log (and return) a WARNING when worked solutions of the evaluated rows need more than ``max_gen_toks``
+    tokens with the model's tokenizer (``local.data.generation_budget_warning``); rows without one are skipped."""
+    rows = read_rows(data_path)[:limit]
+    if not any((row.get("extra_info") or {}).get("solution") for row in rows):
+        return None
+    from transformers import AutoTokenizer
+
+    from scsdpo_verl.local.data import generation_budget_warning
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    warning = generation_budget_warning(tokenizer, rows, max_gen_toks, "max_gen_toks", str(data_path))
+    if warning:
+        logger.warning(warning)
+    return warning
+
+
 def run_lm_eval(
     model_dir: str | Path,
     task_name: str,
@@ -191,6 +211,7 @@ def run_lm_eval(
     config_dir = out_dir / "lm_eval_task"
     write_task_config(task, data_path, config_dir, repeats=repeats, temperature=temperature, top_p=top_p,
                       max_gen_toks=max_gen_toks)
+    warn_if_solutions_exceed(model_dir, data_path, max_gen_toks, limit)
     task_manager = TaskManager(include_path=str(config_dir), include_defaults=False)
     start = time.perf_counter()
     output = lm_eval.simple_evaluate(

@@ -8,6 +8,7 @@ reward_model: {style, ground_truth}, extra_info: {index, split, difficulty, ques
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,42 @@ def read_rows(path: str) -> list[dict[str, Any]]:
     rows = read_parquet(path)
     check_rows(rows, path)
     return rows
+
+
+def solutions_over_budget(tokenizer, rows: Sequence[dict[str, Any]], budget: int) -> dict[Any, tuple[int, int]]:
+    """Per difficulty level (``extra_info.difficulty``, None where a row has none): ``(over, total)``, how many of
+    the rows' worked solutions (``extra_info.solution``) need more than ``budget`` generated tokens, the end token
+    included, and how many worked solutions there are. Rows without a worked solution are left out."""
+    over: Counter = Counter()
+    total: Counter = Counter()
+    for row in rows:
+        info = row.get("extra_info") or {}
+        solution = info.get("solution")
+        if not solution:
+            continue
+        level = info.get("difficulty")
+        total[level] += 1
+        over[level] += len(tokenizer(solution, add_special_tokens=False)["input_ids"]) + 1 > budget
+    return {level: (over[level], total[level]) for level in sorted(total, key=str)}
+
+
+def generation_budget_warning(tokenizer, rows: Sequence[dict[str, Any]], budget: int, setting: str,
+                              source: str) -> str | None:
+    """A ``WARNING`` line when some worked solutions of ``rows`` do not fit in ``budget`` generated tokens with this
+    tokenizer (``solutions_over_budget``), naming the ``setting``, the ``source`` and the share per level; else None.
+
+    A response cut at the budget has no answer, so such questions can be solved only by answers shorter than
+    their worked solutions: the budget, not the model, then caps their pass rate.
+    """
+    counts = solutions_over_budget(tokenizer, rows, budget)
+    short = {level: (o, n) for level, (o, n) in counts.items() if o}
+    if not short:
+        return None
+    over = sum(o for o, _ in short.values())
+    total = sum(n for _, n in counts.values())
+    levels = ", ".join(f"level {level}: {o} of {n}" for level, (o, n) in short.items())
+    return (f"WARNING {setting} = {budget} tokens is shorter than {over} of the {total} worked solutions of {source} "
+            f"with this tokenizer, end token included ({levels}): responses cut there have no answer")
 
 
 def encode_chat(tokenizer, messages: Sequence[dict[str, str]]) -> list[int]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import random
 import time
@@ -63,6 +64,7 @@ from .config import ConfigError, TrainConfig
 from .data import (
     decode_responses,
     encode_chat,
+    generation_budget_warning,
     last_user_text,
     load_rows,
     read_rows,
@@ -77,6 +79,7 @@ from .rollout import left_pad, response_logits, sample
 RESUMABLE_KEYS = {"resume", "progress_bar", "total_steps", "save_every", "keep_last", "val_every",
                   "micro_batch_size", "logger", "project_name", "experiment_name"}
 STEP_TIME, CUMULATIVE_STEP_TIME = "timing_s/step", "timing_s/step_cumulative"
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -431,6 +434,10 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict[str, float]], None]
     elif checkpoint.latest(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds checkpoints; pass resume=true or use a new run_dir")
     policy, tokenizer = load_pretrained(resume_from / "policy" if resume_from else cfg.model_path)
+    # a rollout cut at max_new_tokens has no answer: a budget shorter than the worked solutions caps the pass rate
+    if warning := generation_budget_warning(tokenizer, train_rows, cfg.max_new_tokens, "max_new_tokens",
+                                            cfg.train_path or f"{cfg.task} (train)"):
+        logger.warning(warning)
     teacher = None
     if cfg.method != "grpo":
         teacher = load_pretrained(resume_from / "teacher")[0] if resume_from else copy.deepcopy(policy)
