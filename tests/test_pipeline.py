@@ -455,3 +455,20 @@ def test_benchmarked_measures_the_block_not_the_process(tmp_path):
     with pytest.raises(RuntimeError), benchmarked(tmp_path / "failed.tsv"):
         raise RuntimeError("a failed run")
     assert not (tmp_path / "failed.tsv").exists()  # no measurement of a run that did not finish
+
+
+@pytest.mark.parametrize("study", ["config/cpu_study.yaml", "config/cpu_study_olmo3.yaml"])
+def test_the_cpu_studies_make_their_bases_exactly_as_the_default_does(study):
+    # their references were run after the default's, on its base checkpoints: a study whose base settings drift
+    # from the default's trains a base of its own (10 min) and no longer matches its reference
+    repo = Path(__file__).resolve().parents[1]
+
+    def prepared(path):
+        config = yaml.safe_load((repo / path).read_text())
+        prepare_config(config, SCHEMA)
+        return config
+
+    default, config = prepared("config/default.yaml"), prepared(study)
+    for model in config["models"]:
+        assert config["models"][model] == default["models"][model], model
+        assert base_model_settings(config, model) == base_model_settings(default, model), model
