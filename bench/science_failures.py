@@ -12,6 +12,12 @@ level. A model that computes but cannot look up shows ``letter | number right`` 
 default's bases did (README, "Why science stays at its guessing rate"). ``correct | number wrong`` above the
 guessing rate means the letter was found without the computation (e.g. from how the distractors relate).
 
+``--lookup-drills-only STEPS`` asks whether the model can learn the lookup at all: it trains on option-lookup drills
+alone (``models.option_lookup_example``: a training question's options, the answer names one number and then its
+letter; constant ``--sft-lr``, batch 32) and prints, every 100 steps, how often the letter is the most likely
+token on 200 held-out drills made from validation questions' options (chance: about 0.29 with the 2-option
+questions), then exits.
+
 ``--continue-sft task|walk`` first trains the model further on science alone (``--sft-steps`` steps of 32 of
 ``--sft-rows`` training questions, ``models.warm_start``), in the task's worked-solution format or with the
 reasoning walking the option lines up to the answer (``walk_options_solution``), and diagnoses the result: does
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 from collections import Counter, defaultdict
 
 import torch
@@ -47,6 +54,43 @@ def continue_science_sft(model, tokenizer, solution_format: str, *, steps: int, 
     models.warm_start(model, tokenizer, train_rows, steps=steps, lr=lr, seed=seed, log_every=0)
 
 
+@torch.no_grad()
+def drill_letter_accuracy(model, tokenizer, drills) -> float:
+    """Share of ``drills`` (input ids, labels) whose answer letter is the model's most likely next token."""
+    letters = {tokenizer.convert_tokens_to_ids(letter) for letter in "ABCD"}
+    model.eval()
+    hits = 0
+    for ids, labels in drills:
+        logits = model(input_ids=torch.tensor([ids])).logits[0]
+        position = max(i for i, (token, label) in enumerate(zip(ids, labels, strict=True))
+                       if label != -100 and token in letters)
+        hits += int(logits[position - 1].argmax().item() == ids[position])
+    model.train()
+    return hits / len(drills)
+
+
+def train_on_lookup_drills(model, tokenizer, *, steps: int, lr: float, seed: int) -> None:
+    """Lookup drills only, printing the held-out letter accuracy every 100 steps (see the module docstring)."""
+    sets = models.option_sets(load_rows("synthetic_science", 5000, 0, "train"))
+    held_out_rng = random.Random(seed + 1)
+    held_out_sets = models.option_sets(load_rows("synthetic_science", 200, 0, "validation"))
+    held_out = [models.option_lookup_example(tokenizer, held_out_rng, held_out_sets) for _ in range(200)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    rng = random.Random(seed)
+    model.train()
+    print(f"step 0: held-out letter accuracy {drill_letter_accuracy(model, tokenizer, held_out):.3f}")
+    for step in range(1, steps + 1):
+        batch = [models.option_lookup_example(tokenizer, rng, sets) for _ in range(32)]
+        loss = models._answer_loss(model, tokenizer, batch, bf16=False)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == steps:
+            accuracy = drill_letter_accuracy(model, tokenizer, held_out)
+            print(f"step {step}: loss {loss.item():.3f}, held-out letter accuracy {accuracy:.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a saved checkpoint directory (a base or a trained run)")
@@ -59,9 +103,14 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=1200)
     parser.add_argument("--sft-rows", type=int, default=5000, help="training questions (at most 5000)")
     parser.add_argument("--sft-lr", type=float, default=1e-3)
+    parser.add_argument("--lookup-drills-only", type=int, default=0, metavar="STEPS",
+                        help="train on option-lookup drills alone for STEPS steps, print the letter accuracy, exit")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = models.load_pretrained(args.model)
+    if args.lookup_drills_only:
+        train_on_lookup_drills(model, tokenizer, steps=args.lookup_drills_only, lr=args.sft_lr, seed=args.seed)
+        return
     if args.continue_sft:
         continue_science_sft(model, tokenizer, args.continue_sft, steps=args.sft_steps, rows=args.sft_rows,
                              lr=args.sft_lr, seed=args.seed)
