@@ -18,10 +18,11 @@ letter; constant ``--sft-lr``, batch 32) and prints, every 100 steps, how often 
 token on 200 held-out drills made from validation questions' options (chance: about 0.29 with the 2-option
 questions), then exits.
 
-``--continue-sft task|walk`` first trains the model further on science alone (``--sft-steps`` steps of 32 of
-``--sft-rows`` training questions, ``models.warm_start``), in the task's worked-solution format or with the
-reasoning walking the option lines up to the answer (``walk_options_solution``), and diagnoses the result: does
-the lookup need more steps or another format?
+``--continue-sft task|walk|tag`` first trains the model further on science alone (``--sft-steps`` steps of 32 of
+``--sft-rows`` training questions, ``models.warm_start``), in the task's worked-solution format, with the
+reasoning walking the option lines up to the answer (``walk_options_solution``), or with every option line restated
+as number then letter and the letter named after the result (``tag_options_solution``), and diagnoses the result:
+does the lookup need more steps or another format?
 """
 
 from __future__ import annotations
@@ -37,19 +38,20 @@ from scsdpo_verl.local import models
 from scsdpo_verl.local.data import decode_responses, encode_chat, last_user_text, load_rows
 from scsdpo_verl.local.rollout import left_pad, sample
 from scsdpo_verl.tasks import synthetic
-from scsdpo_verl.tasks.synthetic.science import answer_diagnosis, walk_options_solution
+from scsdpo_verl.tasks.synthetic.science import answer_diagnosis, tag_options_solution, walk_options_solution
 
 
 def continue_science_sft(model, tokenizer, solution_format: str, *, steps: int, rows: int, lr: float,
                          seed: int) -> None:
-    """Train ``model`` further on science's training questions alone, in ``solution_format`` (task | walk)."""
+    """Train ``model`` further on science's training questions alone, in ``solution_format`` (task | walk | tag)."""
     train_rows = load_rows("synthetic_science", rows, 0, "train")
-    if solution_format == "walk":
+    rewrite = {"walk": walk_options_solution, "tag": tag_options_solution}.get(solution_format)
+    if rewrite is not None:
         train_rows = copy.deepcopy(train_rows)
         for row in train_rows:
             info = row["extra_info"]
-            info["solution"] = walk_options_solution(info["solution"], last_user_text(row["prompt"]),
-                                                     row["reward_model"]["ground_truth"])
+            info["solution"] = rewrite(info["solution"], last_user_text(row["prompt"]),
+                                       row["reward_model"]["ground_truth"])
     print("continued SFT on", len(train_rows), "rows, e.g.", train_rows[0]["extra_info"]["solution"])
     models.warm_start(model, tokenizer, train_rows, steps=steps, lr=lr, seed=seed, log_every=0)
 
@@ -98,7 +100,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="samples per question (T = 1)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--continue-sft", choices=("task", "walk"), default=None,
+    parser.add_argument("--continue-sft", choices=("task", "walk", "tag"), default=None,
                         help="first train further on science in this worked-solution format (see above)")
     parser.add_argument("--sft-steps", type=int, default=1200)
     parser.add_argument("--sft-rows", type=int, default=5000, help="training questions (at most 5000)")

@@ -256,3 +256,16 @@ def test_walk_options_solution_keeps_a_generated_rows_answer_and_ends_on_its_gol
         assert extract_answer(walked) == gold
         last_line = walked.split("</reasoning>")[0].rsplit("; ", 1)[-1]
         assert last_line == f"{gold}: {mcq_options(question)[gold]}"
+
+
+@pytest.mark.parametrize("gold", ["A", "C"])
+def test_tag_options_solution_restates_every_line_with_its_letter_and_ends_on_the_gold_letter(gold):
+    from scsdpo_verl.tasks.science import format_mcq_question
+    from scsdpo_verl.tasks.synthetic.science import tag_options_solution
+
+    question = format_mcq_question("How many g are in 3 kg? A: 1", ["300", "2100", "210"])
+    solution = f"<reasoning>3 * 100 = 300</reasoning><answer>{gold}</answer>"
+    assert tag_options_solution(solution, question, gold) == (
+        f"<reasoning>A: 300 A; B: 2100 B; C: 210 C; 3 * 100 = 300 {gold}</reasoning><answer>{gold}</answer>")
+    with pytest.raises(ValueError, match="'D' is not an option"):
+        tag_options_solution(solution, question, "D")

@@ -302,3 +302,25 @@ def walk_options_solution(solution: str, question: str, gold: str) -> str:
     letters = list(options)
     walk = "; ".join(f"{letter}: {options[letter]}" for letter in letters[:letters.index(gold) + 1])
     return f"{reasoning}; {walk}{close}{rest}"
+
+
+def tag_options_solution(solution: str, question: str, gold: str) -> str:
+    """``solution`` rewritten so that its reasoning first restates every option line with its letter once more after
+    the number, and ends by naming the gold letter after the result:
+    ``<reasoning>A: 30 A; B: 300 B; 3 * 100 = 300 B</reasoning><answer>B</answer>``.
+
+    An alternative worked-solution format (not the task's), the lookup turned around: in the prompt the letter comes
+    before its number, so finding the letter of a number means attending back past it, which the tiny models did not
+    learn (README); after the restatement the letter follows its number, and naming it after the result is copying
+    the token that followed the same number earlier (an induction head's pattern). ``bench/science_failures.py
+    --continue-sft tag`` measures it. ``question`` is the user message with its ``L: text`` lines.
+    """
+    options = mcq_options(question)
+    if gold not in options:
+        raise ValueError(f"gold letter {gold!r} is not an option of the question (options {sorted(options)})")
+    reasoning, close, rest = solution.partition("</reasoning>")
+    if not close:
+        raise ValueError(f"solution has no </reasoning>: {solution!r}")
+    opening, _, steps = reasoning.partition("<reasoning>")
+    tagged = "; ".join(f"{letter}: {text} {letter}" for letter, text in options.items())
+    return f"{opening}<reasoning>{tagged}; {steps} {gold}{close}{rest}"
