@@ -73,6 +73,15 @@ def test_run_dirs_are_self_describing(smoke_run):
     assert results  # lm-eval ran on the final checkpoint
 
 
+def test_training_and_evaluation_logs_say_the_budget_cuts_worked_solutions(smoke_run):
+    # smoke.yaml's 24 tokens are shorter than the long science solutions: both jobs must say so in their logs
+    logs = smoke_run / "results/logs"
+    train_log = (logs / "train/qwen3-tiny/synthetic_science/sc_sdpo_exp1/seed0.log").read_text()
+    assert "WARNING max_new_tokens = 24 tokens is shorter than" in train_log
+    assert "WARNING max_gen_toks = 24 tokens is shorter than" in (logs / "evaluate_group/qwen3-tiny/"
+                                                                 "synthetic_science.log").read_text()
+
+
 def test_the_models_own_base_model_settings_reach_its_base_job(smoke_run):
     # smoke.yaml: qwen3-tiny's own {number_tokens: true} over the top-level section (20 steps, 5 drills)
     report = json.loads((smoke_run / "results/models/qwen3-tiny/base_report.json").read_text())
