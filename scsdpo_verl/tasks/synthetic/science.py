@@ -284,6 +284,18 @@ def answer_diagnosis(response: str, question: str, gold: str) -> dict[str, bool]
             "correct": letter == gold}
 
 
+def _options_and_reasoning(solution: str, question: str, gold: str) -> tuple[dict[str, str], str, str]:
+    """The question's options, the solution up to ``</reasoning>`` and the rest from it on (the two rewrites below),
+    refusing a gold letter that is no option and a solution without ``</reasoning>``."""
+    options = mcq_options(question)
+    if gold not in options:
+        raise ValueError(f"gold letter {gold!r} is not an option of the question (options {sorted(options)})")
+    reasoning, close, rest = solution.partition("</reasoning>")
+    if not close:
+        raise ValueError(f"solution has no </reasoning>: {solution!r}")
+    return options, reasoning, close + rest
+
+
 def walk_options_solution(solution: str, question: str, gold: str) -> str:
     """``solution`` rewritten so that its reasoning ends by restating the option lines in order, up to and
     including the gold one: ``<reasoning>3 * 100 = 300; A: 30; B: 300</reasoning><answer>B</answer>``.
@@ -293,15 +305,10 @@ def walk_options_solution(solution: str, question: str, gold: str) -> str:
     --continue-sft walk`` measures it against the task's own format (README, "Why science stays at its guessing
     rate"). ``question`` is the user message with its ``L: text`` lines.
     """
-    options = mcq_options(question)
-    if gold not in options:
-        raise ValueError(f"gold letter {gold!r} is not an option of the question (options {sorted(options)})")
-    reasoning, close, rest = solution.partition("</reasoning>")
-    if not close:
-        raise ValueError(f"solution has no </reasoning>: {solution!r}")
+    options, reasoning, rest = _options_and_reasoning(solution, question, gold)
     letters = list(options)
     walk = "; ".join(f"{letter}: {options[letter]}" for letter in letters[:letters.index(gold) + 1])
-    return f"{reasoning}; {walk}{close}{rest}"
+    return f"{reasoning}; {walk}{rest}"
 
 
 def tag_options_solution(solution: str, question: str, gold: str) -> str:
@@ -315,12 +322,7 @@ def tag_options_solution(solution: str, question: str, gold: str) -> str:
     the token that followed the same number earlier (an induction head's pattern). ``bench/science_failures.py
     --continue-sft tag`` measures it. ``question`` is the user message with its ``L: text`` lines.
     """
-    options = mcq_options(question)
-    if gold not in options:
-        raise ValueError(f"gold letter {gold!r} is not an option of the question (options {sorted(options)})")
-    reasoning, close, rest = solution.partition("</reasoning>")
-    if not close:
-        raise ValueError(f"solution has no </reasoning>: {solution!r}")
+    options, reasoning, rest = _options_and_reasoning(solution, question, gold)
     opening, _, steps = reasoning.partition("<reasoning>")
     tagged = "; ".join(f"{letter}: {text} {letter}" for letter, text in options.items())
-    return f"{opening}<reasoning>{tagged}; {steps} {gold}{close}{rest}"
+    return f"{opening}<reasoning>{tagged}; {steps} {gold}{rest}"
