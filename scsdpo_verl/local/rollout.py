@@ -46,10 +46,6 @@ def sample_next_token(logits: torch.Tensor, temperature: float, top_p: float,
 
     temperature == 0 means greedy. Returns ``(token [B], logprob [B])`` where logprob is the token's
     log-probability under ``softmax(logits / temperature)`` (the policy the trainer scores, as in verl).
-
-    The draw is inverse-CDF: one uniform ``u`` per row, token = the first index whose cumulative (kept)
-    probability exceeds ``u * total``. Same distribution as ``torch.multinomial``, but one random number per row
-    instead of one per vocabulary entry: ~19x faster at 64 rows x 1408 tokens on CPU (2.7 -> 0.15 ms per draw).
     """
     if temperature == 0:
         token = logits.argmax(-1)
@@ -62,23 +58,8 @@ def sample_next_token(logits: torch.Tensor, temperature: float, top_p: float,
         drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         probs = probs.masked_fill(drop, 0.0)
-    token = inverse_cdf_draw(probs, generator)
+    token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     return token, logprobs.gather(-1, token[:, None]).squeeze(-1)
-
-
-def inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One index per row of ``probs [B, V]`` (non-negative, unnormalised), drawn with probability ``probs / sum``.
-
-    ``cdf = cumsum(probs)`` in float64; the index is the first with ``cdf > u * cdf[-1]``, ``u ~ U[0, 1)``. A
-    zero-probability entry never wins: its cdf equals its predecessor's, so ``>`` stops earlier. The clamp to the
-    last positive entry guards ``u * total`` rounding up to ``total``.
-    """
-    cdf = probs.double().cumsum(-1)
-    total = cdf[:, -1:].contiguous()
-    threshold = torch.rand(total.shape, generator=generator, dtype=torch.float64) * total
-    token = torch.searchsorted(cdf, threshold, right=True)
-    last_positive = torch.searchsorted(cdf, total, right=False)  # first index reaching the total
-    return torch.minimum(token, last_positive).squeeze(-1)
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from scsdpo_verl.core import token_logprobs
-from scsdpo_verl.local.rollout import inverse_cdf_draw, left_pad, response_logits, sample, sample_next_token
+from scsdpo_verl.local.rollout import left_pad, response_logits, sample, sample_next_token
 
 EOS, PAD = 2, 0
 
@@ -74,28 +74,6 @@ def test_top_p_keeps_the_nucleus_only():
     torch.testing.assert_close(logprobs[tokens == 1], torch.full_like(logprobs[tokens == 1], torch.tensor(0.3).log()))
     assert set(sample_next_token(logits, 1.0, 0.45, generator)[0].tolist()) == {0}
     assert set(sample_next_token(logits, 0.0, 1.0, generator)[0].tolist()) == {0}  # greedy
-
-
-def test_inverse_cdf_draw_matches_the_probabilities_and_never_draws_a_zero():
-    # unnormalised weights 1, 0, 6, 3, 0 -> 0.1, 0, 0.6, 0.3, 0 (zeros inside and at the end)
-    probs = torch.tensor([[1.0, 0.0, 6.0, 3.0, 0.0]]).repeat(200_000, 1)
-    counts = torch.bincount(inverse_cdf_draw(probs, torch.Generator().manual_seed(0)), minlength=5)
-    assert counts[1] == 0 and counts[4] == 0
-    frequencies = counts.double() / counts.sum()
-    # binomial sd at p = 0.6, n = 2e5 is 0.0011: 0.005 is > 4 sd
-    torch.testing.assert_close(frequencies, torch.tensor([0.1, 0.0, 0.6, 0.3, 0.0], dtype=torch.float64),
-                               atol=0.005, rtol=0)
-    one_hot = torch.tensor([[0.0, 0.0, 2.0, 0.0]]).repeat(1000, 1)
-    assert set(inverse_cdf_draw(one_hot, None).tolist()) == {2}
-
-
-def test_inverse_cdf_draw_at_the_ends_of_the_uniform(monkeypatch):
-    """u = 0 takes the first positive entry (past leading zeros); u = 1 (what rounding can give) the last one."""
-    probs = torch.tensor([[0.0, 0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]])
-    for u, expected in ((0.0, [1, 2]), (1.0, [2, 2])):
-        monkeypatch.setattr(torch, "rand", lambda shape, generator=None, dtype=None, u=u: torch.full(shape, u,
-                                                                                                   dtype=dtype))
-        assert inverse_cdf_draw(probs, None).tolist() == expected
 
 
 def test_teacher_forced_logits_are_divided_by_the_temperature():

@@ -164,7 +164,7 @@ def test_tooluse_difficulty_means_more_calls_arguments_and_tools(train_rows):
     assert stats[2] == {(1, 2, 2)}
     assert stats[3] == {(1, 3, 3)}
     assert stats[4] == {(2, 2, 4), (2, 3, 4)}
-    assert stats[5] == {(2, 4, 5), (3, 4, 5)}
+    assert stats[5] == {(2, 4, 5), (3, 3, 5)}
 
 
 def test_prompts_and_solutions_stay_short(train_rows):
