@@ -6,7 +6,6 @@ Everything here is importable and tested (tests/test_pipeline.py); the rule scri
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import shutil
@@ -671,17 +670,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "finish-verl-run":
         finish_verl_run(args.run_dir, args.final_dir, args.summary)
     else:
-        from scsdpo_verl.analysis.expected import publish_reference
+        from scsdpo_verl.analysis.expected import publish_reference, this_machine
 
         resolved = subprocess.run(["git", "rev-parse", "--verify", f"{args.commit}^{{commit}}"], capture_output=True,
                                   text=True)
         if resolved.returncode != 0:
             raise SystemExit(f"publish-results --commit: {args.commit!r} is not a commit of this checkout")
         commit = resolved.stdout.strip()
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else ""
+        machine = this_machine()
         manifest = publish_reference(args.results, args.figures, args.dest, command=args.run_command, commit=commit,
-                                     wall_seconds=args.wall_seconds, machine=f"{os.cpu_count()} cores, {cpu}")
+                                     wall_seconds=args.wall_seconds, machine_fields=machine,
+                                     machine=f"{machine['cores']} cores, {machine['cpu']}")
         print(f"{len(manifest['files'])} files to {args.dest} (commit {commit[:12]})")
     return 0
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from scsdpo_verl.analysis.expected import compare_rows, compare_tables
+from scsdpo_verl.analysis.expected import MACHINE_FIELDS, compare_rows, compare_tables, this_machine
 
 
 def _rows(*values):
@@ -61,8 +61,46 @@ def test_publish_copies_tables_figures_reports_and_a_manifest_then_compares_equa
     assert sorted(manifest["files"]) == ["figures/fig1.png", "models/qwen3-tiny_base_report.json",
                                          "tables/main_table.csv", "tables/main_table.md"]
     assert not (dest / "tables" / "expected_comparison.csv").exists()
-    rows = compare_tables({"main_table": results / "tables" / "main_table.csv"}, dest / "tables", tmp_path / "c.csv")
+    here = this_machine()
+    assert {k: manifest[k] for k in MACHINE_FIELDS} == {k: here[k] for k in MACHINE_FIELDS}
+    assert manifest["machine"] == f"{here['cores']} cores, {here['cpu']}"
+    rows = compare_tables({"main_table": results / "tables" / "main_table.csv"}, dest / "tables", tmp_path / "c.csv",
+                          tmp_path / "c.md", machine=here)
     assert [r["flag"] for r in rows] == [""]
+    with open(tmp_path / "c.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [(r["table"], r["row"], r["flag"]) for r in written[:3]] == [("machine", f, "") for f in MACHINE_FIELDS]
+    assert "another kind of machine" not in (tmp_path / "c.md").read_text()
+
+
+def test_another_machine_is_named_and_kept_out_of_the_cell_count(tmp_path):
+    expected = tmp_path / "docs" / "tables"
+    expected.mkdir(parents=True)
+    (expected / "main.csv").write_text("model,metric,mean\na,mean@16,0.5\nb,mean@16,0.25\n")
+    ours = tmp_path / "main.csv"
+    ours.write_text("model,metric,mean\na,mean@16,0.5\nb,mean@16,0.3\n")
+    # a manifest from before the machine fields: only its "machine" text, the CPU name after the core count
+    (tmp_path / "docs" / "MANIFEST.json").write_text(json.dumps({"commit": "5edc499b8b56ffff", "command": "run",
+                                                                 "machine": "2 cores, Intel(R) Xeon(R) Processor"}))
+    machine = {"cores": 2, "cpu": "AMD EPYC", "cpu_capability": "AVX2", "torch": "2.13.0+cpu"}
+    rows = compare_tables({"main": ours}, expected, tmp_path / "c.csv", tmp_path / "c.md", machine=machine)
+    assert [r["flag"] for r in rows] == ["", "DIFFERENT"]  # the returned rows are the tables' cells only
+    with open(tmp_path / "c.csv", newline="") as handle:
+        by_row = {r["row"]: r for r in csv.DictReader(handle) if r["table"] == "machine"}
+    assert (by_row["cpu"]["yours"], by_row["cpu"]["expected"], by_row["cpu"]["flag"]) == (
+        "AMD EPYC", "Intel(R) Xeon(R) Processor", "OTHER MACHINE")
+    assert (by_row["cpu_capability"]["expected"], by_row["cpu_capability"]["flag"]) == ("not recorded", "")
+    text = (tmp_path / "c.md").read_text()
+    assert text.startswith("1 of 2 cells differ") and "commit 5edc499b8b56 with `run`" in text
+    assert "another kind of machine** (cpu differs)" in text
+    # the same CPU but another torch build is another machine too; without a manifest nothing is said
+    (tmp_path / "docs" / "MANIFEST.json").write_text(json.dumps({**machine, "torch": "2.12.0+cpu"}))
+    compare_tables({"main": ours}, expected, tmp_path / "c.csv", tmp_path / "c.md", machine=machine)
+    assert "(torch differs)" in (tmp_path / "c.md").read_text()
+    (tmp_path / "docs" / "MANIFEST.json").unlink()
+    compare_tables({"main": ours}, expected, tmp_path / "c.csv", tmp_path / "c.md", machine=machine)
+    text = (tmp_path / "c.md").read_text()
+    assert "| machine |" not in text and "kind of machine" not in text
 
 
 def test_publish_copies_only_the_runs_own_base_reports_and_names_the_given_commit(tmp_path, monkeypatch):
