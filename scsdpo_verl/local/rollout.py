@@ -98,7 +98,7 @@ def sample(
         tokens.append(token)
         logprobs.append(logprob)
         finished = finished | torch.isin(token, stop_ids)
-        if bool(finished.all()):
+        if bool(finished.all()) or len(tokens) == max_new_tokens:  # the last token needs no forward of its own
             break
         attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype)], dim=1)
         out = model(input_ids=token[:, None], attention_mask=attention, position_ids=next_position,

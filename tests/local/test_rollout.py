@@ -64,6 +64,17 @@ def test_same_generator_seed_same_sample():
     assert torch.equal(draws[0], draws[1])
 
 
+def test_a_budget_of_t_tokens_takes_t_forwards():
+    """The prompt's forward gives token 1, each further forward one more: the T-th token needs none after it."""
+    model = small_model()
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(1))
+    ids, mask = left_pad([[3, 4], [5, 6, 7]], PAD)
+    out = sample(model, ids, mask, max_new_tokens=5, eos_token_id=[], pad_token_id=PAD,
+                 generator=torch.Generator().manual_seed(0))
+    assert out.response_ids.shape == (2, 5) and len(calls) == 5
+
+
 def test_top_p_keeps_the_nucleus_only():
     # probabilities 0.5, 0.3, 0.2: top_p=0.6 keeps {0, 1}; top_p=0.45 keeps {0}
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(2000, 1)
