@@ -115,8 +115,10 @@ def test_micro_batches_give_the_full_batch_gradient(fake_task, tiny_config, tmp_
     grad_whole, grad_micro = gradients
     assert grad_whole.keys() == grad_micro.keys()
     assert any(g.abs().max() > 0 for g in grad_whole.values()), "zero gradient: the comparison would be vacuous"
+    # fp32 sums in another order: a few eps of the tensor's scale (an AVX2 EPYC missed 1e-7 on one near-zero
+    # element by 3e-9, where the rtol means nothing); a per-micro-batch normaliser is off by more than that scale
     for name, g in grad_whole.items():
-        torch.testing.assert_close(grad_micro[name], g, rtol=1e-4, atol=1e-7 * float(g.abs().max()) + 1e-9)
+        torch.testing.assert_close(grad_micro[name], g, rtol=1e-4, atol=1e-6 * float(g.abs().max()) + 1e-9)
 
 
 @pytest.fixture(scope="module")
