@@ -63,6 +63,10 @@ def _number(text: str) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def _read(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -121,7 +125,6 @@ def compare_tables(yours: Mapping[str, str | Path], expected_dir: str | Path, ou
     write_csv(machines + rows, out_csv, COLUMNS)
     if out_md is not None:
         flagged = [r for r in rows if r["flag"]]
-        fmt = lambda value: f"{value:.4f}" if isinstance(value, float) else str(value)  # noqa: E731
         text = f"{len(flagged)} of {len(rows)} cells differ from the expected results in {expected_dir}\n\n"
         if machines:
             other = [r["row"] for r in machines if r["flag"]]
@@ -132,8 +135,8 @@ def compare_tables(yours: Mapping[str, str | Path], expected_dir: str | Path, ou
                          f"{'differs' if len(other) == 1 else 'differ'}). The warm start "
                          "rounds differently there, so the base models and every number after them are expected "
                          "to differ: compare the spread of the results, not cell by cell.\n\n")
-            text += markdown_table(machines, COLUMNS, fmt) + "\n\n"
-        table = markdown_table(flagged + [r for r in rows if not r["flag"]], COLUMNS, fmt)
+            text += markdown_table(machines, COLUMNS, _cell) + "\n\n"
+        table = markdown_table(flagged + [r for r in rows if not r["flag"]], COLUMNS, _cell)
         Path(out_md).write_text(text + table)
     return rows
 
