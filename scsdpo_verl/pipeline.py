@@ -214,6 +214,15 @@ def published_numbers_file(config: Mapping[str, Any], base_dir: str | Path) -> P
     return path if path.is_absolute() else Path(base_dir) / path
 
 
+def shipped_bases_dir(settings: Mapping[str, Any], base_dir: str | Path) -> Path | None:
+    """A model's ``base_model.shipped_dir`` (``base_model_settings``), relative to ``base_dir`` unless absolute."""
+    value = settings.get("shipped_dir")
+    if value is None:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
 def check_published_names(config: Mapping[str, Any], base_dir: str | Path) -> None:
     """``reporting.published``: the mapped keys are the config's models and tasks, the names are in the file
     (read here with yaml alone: the full check, analysis.published, runs in the tables rule)."""
@@ -257,6 +266,9 @@ def check_config_references(config: Mapping[str, Any], base_dir: str | Path | No
             raise ConfigProblem(f"models.{model}.base_model: kind 'hf' models have no base_model step")
         base = base_model_settings(config, model)
         where = f"models.{model}.base_model" if "base_model" in spec else "base_model"
+        shipped = shipped_bases_dir(base, base_dir) if base_dir is not None else None
+        if shipped is not None and not shipped.is_dir():
+            raise ConfigProblem(f"{where}.shipped_dir: {shipped} is not a directory (null builds the base)")
         phases = base.get("copy_drill_steps", 0) + base.get("teacher_first_steps", 0)
         if base.get("warm_start_steps") and phases > base["warm_start_steps"]:
             raise ConfigProblem(f"{where}: copy_drill_steps + teacher_first_steps ({phases}) exceed "

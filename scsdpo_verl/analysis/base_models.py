@@ -7,7 +7,8 @@ self-teacher's prompt) and its gain over the plain prompt, and, on failed rollou
 the student put on the correct token where the rollout leaves the worked solution; on successful rollouts, the
 share the self-teacher doubts (gives less than 0.5 to one of their tokens) and its mean mass on their tokens;
 the warm start's precision and its copy check: the last probe's loss (nats per copied token, ``copy_probe_loss``)
-and the drill steps the check added (empty where the check was off).
+and the drill steps the check added (empty where the check was off); ``base``: whether the run built the base or
+copied a shipped one (``scsdpo_verl.local.shipped_bases``; empty in reports older than that).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ COLUMNS = ("model", "task", "questions", "k", "pass_rate", "level_1", "level_2",
            "guess_rate", "mixed_fraction", "teacher_format_pass_rate", "teacher_format_gain",
            "failed_rollouts", "teacher_mass_correct_token", "student_mass_correct_token",
            "teacher_above_student_fraction", "successful_rollouts", "teacher_doubted_success_fraction",
-           "teacher_mass_own_tokens", "precision", "copy_probe_loss", "extra_drill_steps")
+           "teacher_mass_own_tokens", "precision", "copy_probe_loss", "extra_drill_steps", "base")
 
 
 def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -54,6 +55,7 @@ def base_model_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
                 "precision": report.get("precision", "bf16" if report.get("bf16") else "fp32"),
                 "copy_probe_loss": last_probe.get("loss"),
                 "extra_drill_steps": last_probe.get("extra_drill_steps"),
+                "base": report.get("base"),
             })
     return rows
 

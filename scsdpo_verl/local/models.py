@@ -34,7 +34,7 @@ from transformers import (
     Qwen3Config,
 )
 
-from scsdpo_verl.core import DEFAULT_TEMPLATES, build_teacher_prompt
+from scsdpo_verl.core.teacher import DEFAULT_TEMPLATES, build_teacher_prompt
 
 from .data import encode_chat, last_user_text, load_rows, with_last_user_message
 from .rollout import left_pad, response_logits, sample

@@ -13,6 +13,7 @@ from scsdpo_verl.pipeline import (
     grid_runs,
     load_schema,
     prepare_config,
+    shipped_bases_dir,
     verl_tracking_overrides,
     ConfigProblem,
 )
@@ -48,6 +49,20 @@ def base_model_path(wildcards):
     if spec["kind"] == "hf":
         return spec["path"]
     return f"{RESULTS}/models/{wildcards.model}/base"
+
+
+def shipped_base_dir_of(model):
+    """The model's base_model.shipped_dir as a path (None: always build)."""
+    found = shipped_bases_dir(base_model_settings(config, model), workflow.basedir)
+    return None if found is None else str(found)
+
+
+def shipped_recipe(wildcards):
+    """The recipe of the model's shipped base, if there is one (an input: a newer shipped base reruns the rule)."""
+    shipped = shipped_base_dir_of(wildcards.model)
+    name = config["models"][wildcards.model].get("name", wildcards.model)
+    recipe = Path(shipped, name, "recipe.json") if shipped else None
+    return [str(recipe)] if recipe is not None and recipe.is_file() else []
 
 
 def base_model_input(wildcards):

@@ -3,12 +3,16 @@
 
 
 rule base_model:
+    input:
+        # a changed shipped base (e.g. after a pull) rebuilds this one; absent when the model has none
+        shipped=shipped_recipe,
     output:
         model=directory(f"{RESULTS}/models/{{model}}/base"),
         report=f"{RESULTS}/models/{{model}}/base_report.json",
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
         settings=lambda wildcards: base_model_settings(config, wildcards.model),
+        shipped_dir=lambda wildcards: shipped_base_dir_of(wildcards.model),
     threads: 1
     log:
         f"{RESULTS}/logs/base_model/{{model}}.log",
