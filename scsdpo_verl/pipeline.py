@@ -659,7 +659,8 @@ def finish_verl_run(run_dir: str | Path, final_dir: str | Path, summary_path: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m scsdpo_verl.pipeline finish-verl-run RUN_DIR FINAL_DIR SUMMARY_JSON`` (used by ray_slurm.sh)."""
+    """``python -m scsdpo_verl.pipeline finish-verl-run RUN_DIR FINAL_DIR SUMMARY_JSON`` (used by ray_slurm.sh),
+    ``publish-results`` (a reference run to docs/results) and ``ship-bases`` (built bases to bases/)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m scsdpo_verl.pipeline")
@@ -678,9 +679,20 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--figures", default="figures")
     publish.add_argument("--commit", default="HEAD",
                          help="the commit the run was made at (default: HEAD of the current checkout)")
+    ship = commands.add_parser("ship-bases", help="copy base checkpoints the workflow built with this checkout's "
+                               "warm-start code to the shipped bases (scsdpo_verl.local.shipped_bases)")
+    ship.add_argument("models", nargs="+", help="model names, e.g. qwen3-tiny olmo3-tiny")
+    ship.add_argument("--results", default="results", help="the run's results directory (models/<name>/base)")
+    ship.add_argument("--to", default="bases", help="the shipped bases' directory (base_model.shipped_dir)")
     args = parser.parse_args(argv)
     if args.command == "finish-verl-run":
         finish_verl_run(args.run_dir, args.final_dir, args.summary)
+    elif args.command == "ship-bases":
+        from scsdpo_verl.local.shipped_bases import ship_base
+
+        for model in args.models:
+            target = ship_base(Path(args.results) / "models" / model / "base", args.to, model)
+            print(f"{model}: {target}")
     else:
         from scsdpo_verl.analysis.expected import publish_reference, this_machine
 

@@ -175,11 +175,21 @@ def test_config_overrides_merge_with_the_default(tmp_path, overrides, expected):
          "tasks.synthetic_science.scorer: applies to tool-use tasks only"),
         ("evaluation={backend: vllm}", "group_jobs: model_task needs evaluation.backend hf"),
         ("group_jobs=per_run", "group_jobs: 'per_run' is not one of ['none', 'model_task']"),
+        ("base_model={shipped_dir: no/such/dir}", "base_model.shipped_dir: "),
     ],
 )
 def test_bad_overrides_fail_naming_the_key(tmp_path, override, message):
     proc = _snakemake(["-n", "--config", override], tmp_path, check=False)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+def test_the_default_takes_its_bases_from_bases_unless_told_to_build(tmp_path):
+    # the shipped base's recipe is an input of the base_model job (a newer shipped base reruns it); null: built
+    shipped = _snakemake(["-n", "results/models/qwen3-tiny/base"], tmp_path).stdout
+    assert str(REPO / "bases" / "qwen3-tiny" / "recipe.json") in shipped
+    built = _snakemake(["-n", "results/models/qwen3-tiny/base", "--config", "base_model={shipped_dir: null}"],
+                       tmp_path).stdout
+    assert "recipe.json" not in built and "rule base_model" in built
 
 
 def test_overrides_apply_on_top_of_a_configfile(tmp_path):
