@@ -185,11 +185,19 @@ def test_bad_overrides_fail_naming_the_key(tmp_path, override, message):
 
 def test_the_default_takes_its_bases_from_bases_unless_told_to_build(tmp_path):
     # the shipped base's recipe is an input of the base_model job (a newer shipped base reruns it); null: built
-    shipped = _snakemake(["-n", "results/models/qwen3-tiny/base"], tmp_path).stdout
+    shipped_run = _snakemake(["-n", "results/models/qwen3-tiny/base"], tmp_path)
+    shipped = shipped_run.stdout + shipped_run.stderr
     assert str(REPO / "bases" / "qwen3-tiny" / "recipe.json") in shipped
     built = _snakemake(["-n", "results/models/qwen3-tiny/base", "--config", "base_model={shipped_dir: null}"],
                        tmp_path).stdout
     assert "recipe.json" not in built and "rule base_model" in built
+    # a config whose recipe is not the shipped one builds its base, and says so on the console before any job
+    assert "WARNING qwen3-tiny" not in shipped
+    other = _snakemake(["-n", "results/models/qwen3-tiny/base", "--config", "base_model={warm_start_lr: 0.005}"],
+                       tmp_path)
+    assert "WARNING qwen3-tiny: the shipped base" in other.stderr
+    assert "base_model.warm_start_lr: 0.005 here, 0.0025 shipped" in other.stderr
+    assert str(REPO / "bases" / "qwen3-tiny" / "recipe.json") in other.stdout  # still an input: a rebuild reruns it
 
 
 def test_overrides_apply_on_top_of_a_configfile(tmp_path):

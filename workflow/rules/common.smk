@@ -201,3 +201,24 @@ def grouped_checkpoints(wildcards):
              "seed": config["evaluation"]["seed"] + int(w.seed),
              "benchmark": f"{RESULTS}/benchmarks/evaluate/{w.model}/{w.task}/{w.method}/seed{w.seed}.tsv"}
             for w in grouped_wildcards(wildcards)]
+
+
+# A shipped base that is not this config's recipe is built instead, which takes long (~20 min on 2 cores): say so
+# on the console before any job runs, not only in the base job's log (a damaged shipped base fails here)
+if workflow.is_main_process:
+    import sys
+
+    from scsdpo_verl.local.shipped_bases import ShippedBaseProblem, base_recipe, find_shipped_base
+
+    for _model, _spec in config["models"].items():
+        _shipped = shipped_base_dir_of(_model) if _spec["kind"] != "hf" else None
+        if _shipped is None:
+            continue
+        try:
+            _found, _why = find_shipped_base(
+                _shipped, _spec["name"], base_recipe(_spec, base_model_settings(config, _model))
+            )
+        except ShippedBaseProblem as err:
+            raise WorkflowError(f"base_model.shipped_dir: {err}") from None
+        if _found is None:
+            print(f"WARNING {_model}: {_why} (a warm start: ~20 min on 2 cores)", file=sys.stderr)
