@@ -121,6 +121,20 @@ def load_schema(path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(Path(path).read_text())
 
 
+def load_workflow_config(path: str | Path) -> dict[str, Any]:
+    """A config file as the workflow sees it: validated against the schema, defaults filled in (common.smk)."""
+    import yaml
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(Path(path).read_text())
+    if not isinstance(config, dict):
+        raise ConfigProblem(f"{path}: expected a mapping of config keys")
+    schema_path = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    prepare_config(config, load_schema(schema_path))
+    validate(config, schema=str(schema_path), set_default=True)
+    return config
+
+
 def schema_problem(config: Mapping[str, Any], schema: Mapping[str, Any], where: str = "") -> str | None:
     """The most relevant schema violation as one line naming the key (``train.lr: -1 is less than ...``);
     ``where`` is the key ``config`` sits at in the whole config (``models.m.base_model``)."""
@@ -660,7 +674,8 @@ def finish_verl_run(run_dir: str | Path, final_dir: str | Path, summary_path: st
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m scsdpo_verl.pipeline finish-verl-run RUN_DIR FINAL_DIR SUMMARY_JSON`` (used by ray_slurm.sh),
-    ``publish-results`` (a reference run to docs/results) and ``ship-bases`` (built bases to bases/)."""
+    ``publish-results`` (a reference run to docs/results), ``ship-bases`` (built bases to bases/) and
+    ``gains-so-far`` (the gain table of a run still in progress)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m scsdpo_verl.pipeline")
@@ -684,8 +699,17 @@ def main(argv: list[str] | None = None) -> int:
     ship.add_argument("models", nargs="+", help="model names, e.g. qwen3-tiny olmo3-tiny")
     ship.add_argument("--results", default="results", help="the run's results directory (models/<name>/base)")
     ship.add_argument("--to", default="bases", help="the shipped bases' directory (base_model.shipped_dir)")
+    so_far = commands.add_parser("gains-so-far", help="the gain table over the evaluations a run (e.g. the CPU study) "
+                                 "has finished so far, before its tables job")
+    so_far.add_argument("--configfile", default=str(Path(__file__).resolve().parents[1] / "config" / "default.yaml"),
+                        help="the run's config file, as given to snakemake (default: config/default.yaml)")
+    so_far.add_argument("--results", default="results", help="the run's results directory")
     args = parser.parse_args(argv)
-    if args.command == "finish-verl-run":
+    if args.command == "gains-so-far":
+        from scsdpo_verl.analysis.make import gains_so_far
+
+        print(gains_so_far(load_workflow_config(args.configfile), args.results))
+    elif args.command == "finish-verl-run":
         finish_verl_run(args.run_dir, args.final_dir, args.summary)
     elif args.command == "ship-bases":
         from scsdpo_verl.local.shipped_bases import ship_base

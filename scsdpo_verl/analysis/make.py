@@ -26,6 +26,7 @@ from scsdpo_verl.analysis.tables import (
     build_gain_table,
     build_main_table,
     build_paper_comparison,
+    gain_table_markdown,
     main_table_comparison,
 )
 
@@ -76,6 +77,30 @@ def make_figures(config: Mapping[str, Any], results_dir: str | Path, out_dir: st
     written = make_all_figures(training, evals, question_frame(index), out_dir, comparison)
     plt.close("all")
     return written
+
+
+def gains_so_far(config: Mapping[str, Any], results_dir: str | Path, *, maj: str = "bootstrap") -> str:
+    """The gain table (gains.md's rows) over the evaluations a run has finished so far, headed by how far it is:
+
+        <trained> of <runs> runs trained, <evaluated> of <runs> evaluated, base evaluated on <b> of <m x t>
+
+    For a long run (the CPU study) before its ``tables`` job: each Method − Base and the paired SC-SDPO − SDPO use
+    the seeds evaluated so far, so n grows as the run goes; the numbers are those the final table will have for
+    those seeds. Reads only what exists; a run in progress is counted as not trained."""
+    index = run_index_from_workflow(config, results_dir)
+    runs = index[index["method"] != "base"]
+    trained = sum(isinstance(d, str) and (Path(d) / "summary.json").is_file() for d in runs["run_dir"])
+    evaluated = sum(isinstance(d, str) for d in runs["eval_dir"])
+    base = int((index["method"] == "base").sum())
+    head = (f"{trained} of {len(runs)} runs trained, {evaluated} of {len(runs)} evaluated, base evaluated on {base} "
+            f"of {len(config['models']) * len(config['tasks'])} model x task")
+    evals = eval_frame(index)
+    if evals.empty:
+        return head + "\nno evaluation yet\n"
+    table = build_gain_table(evals, k=samples_per_question(evals), maj=maj)
+    if table.empty:
+        return head + "\nno difference yet (a method needs the base or its pair evaluated)\n"
+    return f"{head}\n\n{gain_table_markdown(table, k=samples_per_question(evals), maj=maj)}"
 
 
 def caption_path(name: str) -> Path:

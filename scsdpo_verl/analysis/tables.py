@@ -322,6 +322,20 @@ def build_gain_table(evals: pd.DataFrame, out_prefix: str | Path | None = None, 
 def _write_gain_table(table: pd.DataFrame, out_prefix: Path, *, k: int, maj: str) -> None:
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_prefix.with_suffix(".csv"), index=False)
+    shown, notes = _shown_gain_table(table, k=k, maj=maj)
+    footer = "".join(f"\n{note}\n" for note in notes)
+    out_prefix.with_suffix(".md").write_text("**Gains: trained minus base, SC-SDPO minus SDPO**\n\n"
+                                             + to_markdown(shown) + footer)
+    out_prefix.with_suffix(".tex").write_text(to_latex(shown, caption=" ".join(["Gains.", *notes])))
+
+
+def gain_table_markdown(table: pd.DataFrame, *, k: int = 16, maj: str = "bootstrap") -> str:
+    """The gain table (``build_gain_table``) as the markdown rows of gains.md, without its title and notes."""
+    return to_markdown(_shown_gain_table(table, k=k, maj=maj)[0])
+
+
+def _shown_gain_table(table: pd.DataFrame, *, k: int, maj: str) -> tuple[pd.DataFrame, list[str]]:
+    """The gain table's displayed columns (points, signed) and the notes under it."""
 
     def points(value: float) -> str:
         return "–" if math.isnan(value) else f"{100 * value:+.1f}"
@@ -343,10 +357,7 @@ def _write_gain_table(table: pd.DataFrame, out_prefix: Path, *, k: int, maj: str
     if seeds and min(seeds) <= 3:
         notes.append(f"With {min(seeds)} seeds an interval says little: two seeds with the same difference give "
                      "an interval of width 0 that 'excludes 0'.")
-    footer = "".join(f"\n{note}\n" for note in notes)
-    out_prefix.with_suffix(".md").write_text("**Gains: trained minus base, SC-SDPO minus SDPO**\n\n"
-                                             + to_markdown(shown) + footer)
-    out_prefix.with_suffix(".tex").write_text(to_latex(shown, caption=" ".join(["Gains.", *notes])))
+    return shown, notes
 
 
 # --------------------------------------------------------------------------------------------------- notes
