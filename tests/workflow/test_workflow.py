@@ -200,6 +200,33 @@ def test_the_default_takes_its_bases_from_bases_unless_told_to_build(tmp_path):
     assert str(REPO / "bases" / "qwen3-tiny" / "recipe.json") in other.stdout  # still an input: a rebuild reruns it
 
 
+def _job_priorities(output: str) -> dict[tuple[str, str, int], int]:
+    """{(rule, method, seed): priority} of the train and evaluate jobs of a dry run (no priority line: 0)."""
+    priorities = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        wildcards = re.search(r"wildcards: .*method=(\w+), seed=(\d+)", block)
+        if rule and rule.group(1) in ("train", "evaluate") and wildcards:
+            priority = re.search(r"^\s+priority: (\d+)", block, flags=re.M)
+            key = (rule.group(1), wildcards.group(1), int(wildcards.group(2)))
+            priorities[key] = int(priority.group(1)) if priority else 0
+    return priorities
+
+
+def test_jobs_run_evaluations_first_then_training_seed_by_seed(tmp_path):
+    # seeds listed out of order: the config's order decides, not the number
+    proc = _snakemake(["-n", "--configfile", str(REPO / "config/cpu_study.yaml"), "--config", "seeds=[3, 0, 7]"],
+                      tmp_path)
+    priorities = _job_priorities(proc.stdout)
+    train = {(method, seed): p for (rule, method, seed), p in priorities.items() if rule == "train"}
+    evaluate = {(method, seed): p for (rule, method, seed), p in priorities.items() if rule == "evaluate"}
+    assert len(train) == 9 and len(evaluate) == 10  # 3 methods x 3 seeds, + the base
+    # every evaluation outranks every training job, so each run is evaluated as soon as it is trained
+    assert min(evaluate.values()) > max(train.values())
+    # training goes seed by seed in the config's order, all methods of a seed alike
+    assert {seed: {p for (_, s), p in train.items() if s == seed} for seed in (3, 0, 7)} == {3: {3}, 0: {2}, 7: {1}}
+
+
 def test_overrides_apply_on_top_of_a_configfile(tmp_path):
     proc = _snakemake(["-n", "--configfile", str(REPO / "config/smoke.yaml"), "--config", "seeds=[0, 1]"], tmp_path)
     counts = _job_counts(proc.stdout)  # the smoke grid (7 runs per seed: 2 groups of 6, 2 ablation runs)

@@ -163,6 +163,20 @@ def results_dir_of(summary_path):
     return str(Path(summary_path).parents[5])
 
 
+# Job order when cores are few (Snakemake starts the ready jobs of highest priority first): every evaluation before
+# any training, so a run is evaluated as soon as it is trained and the base at the start; training seed by seed in
+# the config's order, so a run stopped half way (or read by `pipeline gains-so-far`) has every method of its first
+# seeds, the pairs SC-SDPO - SDPO is computed over. Priorities stay >= 1: the ILP scheduler weighs them.
+def train_priority(wildcards):
+    """len(seeds) for the first seed down to 1 for the last (a seed outside the list: 1)."""
+    seeds = [int(s) for s in config["seeds"]]
+    seed = int(wildcards.seed)
+    return len(seeds) - seeds.index(seed) if seed in seeds else 1
+
+
+EVALUATE_PRIORITY = len(config["seeds"]) + 1
+
+
 def eval_model_input(wildcards):
     if wildcards.method == "base":
         return base_model_input(wildcards)

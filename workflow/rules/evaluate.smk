@@ -14,6 +14,7 @@ rule evaluate:
         task_spec=lambda wildcards: config["tasks"][wildcards.task],
         settings=config["evaluation"],
     threads: 1
+    priority: EVALUATE_PRIORITY
     log:
         f"{RESULTS}/logs/evaluate/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
     benchmark:

@@ -16,6 +16,7 @@ if config["backend"] == "local":
             # the effective config is a param: changing it re-runs the job (never reuses stale results)
             train_config=lambda wildcards, threads: train_config(wildcards, threads),
         threads: 1
+        priority: train_priority
         log:
             f"{RESULTS}/logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}.log",
         benchmark:
@@ -74,6 +75,7 @@ else:
             python=launcher_python(),
         # a CPU-mode run starts a Ray cluster of its own (~6 GB): one at a time, on every core
         threads: workflow.cores if config["verl"]["cpu"] else 1
+        priority: train_priority
         resources:
             nodes=config["verl"]["nodes"],
             gpus_per_node=config["verl"]["gpus_per_node"],
