@@ -97,10 +97,11 @@ def gains_so_far(config: Mapping[str, Any], results_dir: str | Path, *, maj: str
     evals = eval_frame(index)
     if evals.empty:
         return head + "\nno evaluation yet\n"
-    table = build_gain_table(evals, k=samples_per_question(evals), maj=maj)
+    k = samples_per_question(evals)
+    table = build_gain_table(evals, k=k, maj=maj)
     if table.empty:
         return head + "\nno difference yet (a method needs the base or its pair evaluated)\n"
-    return f"{head}\n\n{gain_table_markdown(table, k=samples_per_question(evals), maj=maj)}"
+    return f"{head}\n\n{gain_table_markdown(table, k=k, maj=maj)}"
 
 
 def caption_path(name: str) -> Path:
