@@ -153,10 +153,12 @@ def test_science_choices_and_letters(train_rows):
 
 def test_tooluse_difficulty_means_more_calls_arguments_and_tools(train_rows):
     stats = {level: set() for level in range(1, 6)}
+    apis = {level: set() for level in range(1, 6)}
     for row in train_rows["synthetic_tooluse"]:
         names, inputs = parse_gold(row["reward_model"]["ground_truth"])
         n_tools = row["prompt"][-1]["content"].split("\nQuestion:")[0].count("\n")
         stats[row["extra_info"]["difficulty"]].add((len(names), sum(len(i) for i in inputs), n_tools))
+        apis[row["extra_info"]["difficulty"]].update(names)
         assert len(set(names)) == len(names)
         keys = [k for i in inputs for k in i]
         assert len(set(keys)) == len(keys)  # no argument name shared by two calls
@@ -165,6 +167,8 @@ def test_tooluse_difficulty_means_more_calls_arguments_and_tools(train_rows):
     assert stats[3] == {(1, 3, 3)}
     assert stats[4] == {(2, 2, 4), (2, 3, 4)}
     assert stats[5] == {(2, 4, 5), (3, 3, 5)}
+    # one-call levels draw from as many APIs each, so the arguments, not fewer shapes to learn, set the difficulty
+    assert len(apis[1]) == len(apis[2]) == len(apis[3]) == 7
 
 
 def test_prompts_and_solutions_stay_short(train_rows):

@@ -13,6 +13,9 @@ level  what the question needs                                              tool
 5      two calls with four arguments in all, or three one-argument calls    5
 ====== ==================================================================== ===========
 
+Levels 2 and 3 draw from as many APIs each (7), so that the number of arguments, not the number of distinct
+request shapes to learn, sets their difficulty: with only 2 three-argument APIs, level 3 was easier than level 2.
+
 The tools shown besides the needed ones are distractors, preferring look-alikes (``get_weather`` next to
 ``get_forecast``, ``set_volume`` next to ``play_music``) so that picking the right name and argument names
 matters. Integers must be written as JSON numbers (``"seats": 2``, not ``"2"``).
@@ -39,6 +42,8 @@ ARTISTS = ("Queen", "Adele", "Bach", "Mozart", "Drake", "Shakira")
 SYMBOLS = ("AAPL", "MSFT", "TSLA", "AMZN", "IBM")
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "INR")
 UNITS = ("C", "F")
+MEALS = ("breakfast", "lunch", "dinner")
+CARS = ("small", "van", "truck")
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,23 @@ CATALOGUE: dict[str, Api] = {api.name: api for api in (
     Api("book_flight", (Arg("origin", "str", CITIES), Arg("dest", "str", CITIES), Arg("seats", "int", _ints(1, 9))),
         ("Book {seats} seats from {origin} to {dest}.", "Fly {seats} people from {origin} to {dest}."),
         ("get_weather",)),
+    Api("send_money", (Arg("payee", "str", NAMES), Arg("cash", "int", _ints(2, 999)),
+                       Arg("currency", "str", CURRENCIES)),
+        ("Send {payee} {cash} {currency}.", "Pay {cash} {currency} to {payee}."), ("convert_money", "call_friend")),
+    Api("book_hotel", (Arg("stay", "str", CITIES), Arg("nights", "int", _ints(1, 14)),
+                       Arg("guests", "int", _ints(2, 6))),
+        ("Book a hotel in {stay} for {guests} guests and {nights} nights.",
+         "Find {nights} nights in {stay} for {guests} guests."), ("book_flight", "get_forecast")),
+    Api("reserve_table", (Arg("diner", "str", NAMES), Arg("people", "int", _ints(2, 12)),
+                          Arg("meal", "str", MEALS)),
+        ("Reserve {meal} for {people} people as {diner}.", "Book a table for {people} at {meal}, name {diner}."),
+        ("find_recipe",)),
+    Api("order_food", (Arg("food", "str", DISHES), Arg("count", "int", _ints(2, 9)), Arg("address", "str", CITIES)),
+        ("Order {count} {food} to {address}.", "Deliver {count} portions of {food} in {address}."),
+        ("find_recipe", "reserve_table")),
+    Api("rent_car", (Arg("pickup", "str", CITIES), Arg("rental_days", "int", _ints(1, 30)), Arg("car", "str", CARS)),
+        ("Rent a {car} car in {pickup} for {rental_days} days.", "Hire a {car} in {pickup}, {rental_days} days."),
+        ("book_flight", "book_hotel")),
 )}
 
 ONE_ARG = tuple(n for n, api in CATALOGUE.items() if len(api.args) == 1)
@@ -158,7 +180,7 @@ def sample_question(level: int, rng: random.Random) -> ToolQuestion:
         while apis[1] == apis[0]:
             apis[1] = rng.choice(ONE_ARG + TWO_ARGS)
     elif level == 5:
-        shape = rng.randrange(3)  # four arguments over two calls, or three one-argument calls
+        shape = rng.randrange(3)  # four arguments over two calls (3 + 1 or 2 + 2), or three one-argument calls
         if shape == 0:
             apis = [rng.choice(THREE_ARGS), rng.choice(ONE_ARG)]
         elif shape == 1:
