@@ -52,9 +52,9 @@ def test_lint_is_clean(tmp_path):
         ("config/default.yaml", None,
          {"task_data": 2, "base_model": 2, "train": 2, "train_group": 4, "evaluate": 2, "evaluate_group": 4,
           "tables": 1, "figures": 1, "base_table": 1, "expected_comparison": 1, "all": 1}),
-        # the CPU study: 1 model x 1 task x 3 methods x 12 seeds = 36 runs; eval 36 + base 1; its expected results
+        # the CPU study: 1 model x 1 task x 3 methods x 8 seeds = 24 runs; eval 24 + base 1; its expected results
         ("config/cpu_study.yaml", None,
-         {"task_data": 1, "base_model": 1, "train": 36, "evaluate": 37, "tables": 1, "figures": 1, "base_table": 1,
+         {"task_data": 1, "base_model": 1, "train": 24, "evaluate": 25, "tables": 1, "figures": 1, "base_table": 1,
           "expected_comparison": 1, "all": 1}),
         ("config/cpu_study_olmo3.yaml", None,  # the same with olmo3-tiny and 5 seeds
          {"task_data": 1, "base_model": 1, "train": 15, "evaluate": 16, "tables": 1, "figures": 1, "base_table": 1,
