@@ -563,43 +563,69 @@ def difficulty_bin(p: float) -> str:
     return DIFFICULTY_BINS[3] if p <= 0.75 else DIFFICULTY_BINS[4]
 
 
-def gains_by_difficulty(questions: pd.DataFrame, metric: str = names.QUESTION_MEAN) -> pd.DataFrame:
-    """Per (model, task, method, bin): the per-run mean of (acc_q - base_q) over the bin's questions, with base_q
-    the base model's per-question accuracy (mean over its seeds) and the bin chosen by the base model's pass
-    rate (its mean@k on that question); ``gain`` is their mean over seeds, ``seed_gains`` the per-seed values,
-    ``half_width`` the 95% t-interval's."""
-    base = questions[questions["method"] == "base"].groupby(["model", "task", "question_id"])[metric].mean()
+def base_difficulty(questions: pd.DataFrame, metric: str = names.QUESTION_MEAN) -> tuple[pd.Series, pd.Series, bool]:
+    """Per base-model (model, task, question_id): the pass rate that picks its bin, the accuracy the gains are
+    measured from, and whether the two come from disjoint samples.
+
+    With metric mean and per-sample accuracies (``accs``, at least 2 per question) on every base row, the bin is
+    the mean of the first half of each seed's samples and the reference the mean of the second half (each averaged
+    over the base's seeds): given the question the halves are independent, so a bin's mean reference is an unbiased
+    estimate of its questions' true accuracy. Binning by the same samples it subtracts would make the easy bins lose
+    and the hard bins gain by regression to the mean alone. Otherwise both are the full metric (split False)."""
+    base = questions[questions["method"] == "base"]
     if base.empty:
         raise ValueError("no base-model evaluation samples: the gains are measured from the base model")
+    keys = ["model", "task", "question_id"]
+    accs = base["accs"] if "accs" in base else pd.Series([None] * len(base), index=base.index)
+    split = metric == names.QUESTION_MEAN and all(isinstance(a, tuple | list) and len(a) >= 2 for a in accs)
+    if not split:
+        return base.groupby(keys)[names.QUESTION_MEAN].mean(), base.groupby(keys)[metric].mean(), False
+    halves = base[keys].copy()
+    halves["bin_pass"] = [float(np.mean(a[: len(a) // 2])) for a in accs]
+    halves["reference"] = [float(np.mean(a[len(a) // 2:])) for a in accs]
+    grouped = halves.groupby(keys)
+    return grouped["bin_pass"].mean(), grouped["reference"].mean(), True
+
+
+def gains_by_difficulty(questions: pd.DataFrame, metric: str = names.QUESTION_MEAN) -> pd.DataFrame:
+    """Per (model, task, method, bin): the per-run mean of (acc_q - base_q) over the bin's questions, with base_q
+    and the bin from ``base_difficulty`` (disjoint halves of the base's samples where it can); ``gain`` is their
+    mean over seeds, ``seed_gains`` the per-seed values, ``half_width`` the 95% t-interval's, ``split_base``
+    whether bin and base_q come from disjoint samples, ``n_questions`` how many questions the bin holds."""
+    bin_pass, base, split = base_difficulty(questions, metric)
     trained = questions[questions["method"] != "base"].copy()
-    base_pass = questions[questions["method"] == "base"].groupby(["model", "task", "question_id"])[
-        names.QUESTION_MEAN].mean()
     keys = list(zip(trained["model"], trained["task"], trained["question_id"], strict=True))
     trained["base"] = [base.get(key, math.nan) for key in keys]
-    trained["bin"] = [difficulty_bin(base_pass[key]) if key in base_pass.index else None for key in keys]
+    trained["bin"] = [difficulty_bin(bin_pass[key]) if key in bin_pass.index else None for key in keys]
     trained = trained.dropna(subset=["base", "bin"])
     trained["gain"] = trained[metric] - trained["base"]
     run_keys = ["model", "task", "method", "label", "algorithm", "ablation"]
-    per_run = trained.groupby([*run_keys, "seed", "bin"], as_index=False, dropna=False)["gain"].mean()
+    per_run = trained.groupby([*run_keys, "seed", "bin"], as_index=False, dropna=False).agg(
+        gain=("gain", "mean"), n_questions=("question_id", "nunique"))
     rows = []
     for key, cell in per_run.groupby([*run_keys, "bin"], dropna=False):
         interval = t_interval(cell["gain"].tolist())
         rows.append({**dict(zip([*run_keys, "bin"], key, strict=True)), "gain": interval.mean,
                      "half_width": interval.half_width, "n_seeds": interval.n,
-                     "seed_gains": tuple(cell.sort_values("seed")["gain"])})
+                     "seed_gains": tuple(cell.sort_values("seed")["gain"]),
+                     "n_questions": int(cell["n_questions"].max()), "split_base": split})
     return pd.DataFrame(rows)
 
 
 def fig8_gains_by_difficulty(questions: pd.DataFrame, out_prefix: str | Path | None = None, *,
                              methods: Sequence[str] | None = None, metric: str = names.QUESTION_MEAN) -> Figure:
-    """Accuracy change from the base model per base-model pass-rate bin (x), bars per method (mean over seeds,
-    seeds as dots, 95% CI clipped to [-1, 1] with at least FEW_SEEDS seeds); rows models, columns tasks."""
+    """Accuracy change from the base model per base-model pass-rate bin (x; binned and subtracted on disjoint
+    halves of the base's samples where ``base_difficulty`` can), bars per method (mean over seeds, seeds as dots,
+    95% CI clipped to [-1, 1] with at least FEW_SEEDS seeds); rows models, columns tasks."""
     gains = gains_by_difficulty(questions, metric)
     methods = _methods(gains, methods, TRAINED_ALGORITHMS)
     styles = _styles(gains)
     models, tasks = sorted(set(gains["model"])), sorted(set(gains["task"]))
     bin_labels = list(DIFFICULTY_BINS)
     width = 0.8 / len(methods)
+    split = bool(len(gains)) and bool(gains["split_base"].all())
+    x_label = ("base-model pass rate on the question (1st half of its samples; Δ vs the 2nd)" if split
+               else "base-model pass rate on the question")
     with figure_style():
         fig, axes = panel_grid(len(models), len(tasks), width=3.8)
         for i, model in enumerate(models):
@@ -614,8 +640,10 @@ def fig8_gains_by_difficulty(questions: pd.DataFrame, out_prefix: str | Path | N
                     _draw_summaries(ax, x, summaries, styles[method].color, method, bar_width=width,
                                     label=styles[method].label)
                 ax.axhline(0.0, color="0.3", linewidth=0.8)
-                ax.set_xticks(np.arange(len(bin_labels)), bin_labels, rotation=20)
-                ax.set_xlabel("base-model pass rate on the question")
+                counts = panel.groupby("bin")["n_questions"].max().reindex(bin_labels).fillna(0).astype(int)
+                ax.set_xticks(np.arange(len(bin_labels)),
+                              [f"{label}\nn={n}" for label, n in zip(bin_labels, counts, strict=True)], rotation=20)
+                ax.set_xlabel(x_label)
                 ax.set_ylabel(f"Δ accuracy vs base ({metric}@k)")
                 ax.set_title(f"{model} / {task}")
         _method_legend(fig, methods, styles, patches=True, seeds=True)

@@ -251,7 +251,8 @@ def eval_frame(index: pd.DataFrame) -> pd.DataFrame:
 
 
 def question_frame(index: pd.DataFrame) -> pd.DataFrame:
-    """One row per (evaluated run, question) from samples.jsonl: question_id, difficulty, mean, maj, maj_bootstrap."""
+    """One row per (evaluated run, question) from samples.jsonl: question_id, difficulty, mean, maj, maj_bootstrap,
+    and accs (the per-sample accuracies as a tuple, None where the file has none)."""
     rows = []
     for _, row in index.iterrows():
         if not isinstance(row.get("eval_dir"), str):
@@ -268,7 +269,8 @@ def question_frame(index: pd.DataFrame) -> pd.DataFrame:
                          "difficulty": record.get("difficulty"),
                          names.QUESTION_MEAN: record[names.QUESTION_MEAN],
                          names.QUESTION_MAJ: record.get(names.QUESTION_MAJ),
-                         names.QUESTION_MAJ_BOOTSTRAP: record.get(names.QUESTION_MAJ_BOOTSTRAP)})
+                         names.QUESTION_MAJ_BOOTSTRAP: record.get(names.QUESTION_MAJ_BOOTSTRAP),
+                         "accs": tuple(record["accs"]) if record.get("accs") is not None else None})
     return pd.DataFrame(rows)
 
 

@@ -101,6 +101,12 @@ def _metrics(method: str, seed: int) -> list[dict]:
     return records
 
 
+def base_samples(pass_rate: float, k: int = 16) -> list[float]:
+    """k per-sample accuracies, each half of them with ``pass_rate`` successes."""
+    half = [1.0] * round(pass_rate * k / 2) + [0.0] * (k // 2 - round(pass_rate * k / 2))
+    return half + half
+
+
 def gain_of(method: str, seed: int) -> float:
     """The trained model's accuracy gain on every question (capped at accuracy 1)."""
     return 0.0 if method == "base" else {"grpo": 0.1, "sdpo": 0.2}.get(method, 0.3) + 0.1 * seed
@@ -121,6 +127,8 @@ def write_results(root, rename: dict[str, str] | None = None) -> dict:
             gain = gain_of(method, seed)
             lines = [{"question_id": q, "difficulty": 1, "mean": min(1.0, base + gain), "maj": base,
                       "maj_bootstrap": base} for q, base in QUESTION_BASE.items()]
+            if method == "base":  # per-sample accuracies whose two halves both have the question's pass rate
+                lines = [{**line, "accs": base_samples(QUESTION_BASE[line["question_id"]])} for line in lines]
             if task == "tool":
                 lines = [{**line, "ground_truth": TOOL_GOLD[line["question_id"]],
                           "responses": TOOL_RESPONSES[line["question_id"]]} for line in lines]

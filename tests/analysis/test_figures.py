@@ -408,10 +408,13 @@ def test_fig8_gains_per_difficulty_bin(questions):
     fig = F.fig8_gains_by_difficulty(questions)
     axes = panels(fig)
     assert len(axes) == 2
-    assert axes[0].get_xlabel() == "base-model pass rate on the question"
+    # the fixture's base samples carry per-sample accuracies: binned by one half, measured from the other
+    assert axes[0].get_xlabel() == "base-model pass rate on the question (1st half of its samples; Δ vs the 2nd)"
     assert axes[0].get_ylabel() == "Δ accuracy vs base (mean@k)"
     assert legend_texts(fig.legends[0]) == ["GRPO", "SDPO", "SC-SDPO", "one seed"]
     bin_of = {"q0": "0", "q1": "(0, .25]", "q2": "(.25, .5]", "q3": "1"}  # base pass rates 0, .125, .5, 1
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == [
+        f"{label}\nn={int(label in bin_of.values())}" for label in F.DIFFICULTY_BINS]
     for method in ("grpo", "sdpo", "sc_sdpo"):
         heights = [h for _, h in sorted(bar_heights(axes[0], f"mean:{method}").items())]
         expected = {bin_of[q]: np.mean([expected_gain(method, s, b) for s in (0, 1)]) for q, b in QUESTION_BASE.items()}
@@ -434,6 +437,55 @@ def test_fig8_intervals_with_three_seeds_stay_in_minus_one_one():
     ((_, low, high),) = intervals(ax, "interval:grpo")
     sd = math.sqrt((0.2**2 * 2 + 0.4**2) / 2)
     assert high == 1.0 and low == pytest.approx(0.8 - T2 * sd / math.sqrt(3))
+
+
+def _question_row(method: str, seed: int, question: str, mean: float, accs=None) -> dict:
+    return {"model": "m", "task": "t", "method": method, "algorithm": method, "label": method, "ablation": False,
+            "seed": seed, "question_id": question, "mean": mean, "accs": accs}
+
+
+def test_fig8_bins_by_the_first_half_of_the_base_samples_and_subtracts_the_second():
+    rows = [_question_row("base", 0, "a", 0.5, (1.0, 1.0, 0.0, 0.0)),  # bin by 2/2 -> "1", base 0/2
+            _question_row("base", 0, "b", 0.5, (0.0, 0.0, 1.0, 1.0)),  # bin "0", base 1
+            _question_row("base", 0, "c", 0.75, (1.0, 0.0, 1.0, 1.0)),  # seeds: bin (.5 + 0) / 2 = .25
+            _question_row("base", 1, "c", 0.25, (0.0, 0.0, 0.0, 1.0)),  # base (1 + .5) / 2 = .75
+            _question_row("grpo", 0, "a", 0.5), _question_row("grpo", 0, "b", 0.25),
+            _question_row("grpo", 0, "c", 1.0)]
+    gains = F.gains_by_difficulty(pd.DataFrame(rows)).set_index("bin")["gain"]
+    assert gains.to_dict() == pytest.approx({"1": 0.5 - 0.0, "0": 0.25 - 1.0, "(0, .25]": 1.0 - 0.75})
+    rows.append(_question_row("base", 0, "d", 0.0, (0.0, 0.0, 0.0, 0.0)))
+    rows.append(_question_row("grpo", 0, "d", 0.5))
+    counts = F.gains_by_difficulty(pd.DataFrame(rows)).set_index("bin")["n_questions"]
+    assert counts.to_dict() == {"1": 1, "0": 2, "(0, .25]": 1}
+    fig = F.fig8_gains_by_difficulty(pd.DataFrame(rows))
+    assert "1st half" in panels(fig)[0].get_xlabel()
+
+
+def test_fig8_without_per_sample_accuracies_bins_and_subtracts_the_full_mean():
+    rows = [_question_row("base", 0, "a", 0.75, None), _question_row("grpo", 0, "a", 1.0)]
+    gains = F.gains_by_difficulty(pd.DataFrame(rows))
+    assert gains[["bin", "gain", "split_base"]].values.tolist() == [["(.5, .75]", 0.25, False]]
+
+
+def test_fig8_shows_no_gain_for_a_model_that_did_not_change():
+    """A trained model equal to the base (its accuracy = each question's true p) must show ~0 in every bin. Binning
+    by the same noisy samples it subtracts shows the easy bins losing and the hard ones gaining (regression to
+    the mean); the split does not."""
+    rng = np.random.default_rng(0)
+    true_p = np.repeat([0.3, 0.5, 0.7], 400)
+    rows = []
+    for i, p in enumerate(true_p):
+        accs = tuple(float(x) for x in rng.random(16) < p)
+        rows += [_question_row("base", 0, f"q{i}", float(np.mean(accs)), accs), _question_row("grpo", 0, f"q{i}", p)]
+    frame = pd.DataFrame(rows)
+    for split, most_biased in ((True, 0.05), (False, None)):
+        gains = F.gains_by_difficulty(frame if split else frame.assign(accs=None))
+        assert gains["split_base"].all() == split
+        by_bin = gains.set_index("bin")["gain"]
+        if split:
+            assert by_bin.abs().max() < most_biased, by_bin.to_dict()
+        else:  # the naive binning's bias, as a check that this test can tell the two apart
+            assert by_bin["(.75, 1)"] < -0.1 and by_bin["(0, .25]"] > 0.1, by_bin.to_dict()
 
 
 def test_difficulty_bins():
