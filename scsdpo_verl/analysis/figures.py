@@ -594,6 +594,8 @@ def gains_by_difficulty(questions: pd.DataFrame, metric: str = names.QUESTION_ME
     whether bin and base_q come from disjoint samples, ``n_questions`` how many questions the bin holds."""
     bin_pass, base, split = base_difficulty(questions, metric)
     trained = questions[questions["method"] != "base"].copy()
+    if trained.empty:
+        raise ValueError("no trained-model evaluation samples: figure 8 compares trained models with the base")
     keys = list(zip(trained["model"], trained["task"], trained["question_id"], strict=True))
     trained["base"] = [base.get(key, math.nan) for key in keys]
     trained["bin"] = [difficulty_bin(bin_pass[key]) if key in bin_pass.index else None for key in keys]

@@ -461,6 +461,13 @@ def test_fig8_bins_by_the_first_half_of_the_base_samples_and_subtracts_the_secon
     assert "1st half" in panels(fig)[0].get_xlabel()
 
 
+def test_fig8_needs_base_and_trained_samples():
+    with pytest.raises(ValueError, match="no trained-model evaluation samples"):
+        F.gains_by_difficulty(pd.DataFrame([_question_row("base", 0, "a", 0.5, (1.0, 0.0))]))
+    with pytest.raises(ValueError, match="no base-model evaluation samples"):
+        F.gains_by_difficulty(pd.DataFrame([_question_row("grpo", 0, "a", 0.5)]))
+
+
 def test_fig8_without_per_sample_accuracies_bins_and_subtracts_the_full_mean():
     rows = [_question_row("base", 0, "a", 0.75, None), _question_row("grpo", 0, "a", 1.0)]
     gains = F.gains_by_difficulty(pd.DataFrame(rows))
