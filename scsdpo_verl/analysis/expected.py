@@ -177,8 +177,9 @@ def publish_reference(results_dir: str | Path, figures_dir: str | Path, dest: st
         (dest / "models").mkdir(parents=True, exist_ok=True)
         shutil.copy2(report, dest / "models" / f"{report.parent.name}_base_report.json")
         files.append(f"models/{report.parent.name}_base_report.json")
-    if not any(f.startswith("tables/") for f in files):
-        raise FileNotFoundError(f"no tables under {results_dir / 'tables'}: run the workflow first")
+    for sub, source in (("tables", results_dir / "tables"), ("figures", Path(figures_dir))):
+        if not any(f.startswith(f"{sub}/") for f in files):  # a reference without them would pass for complete
+            raise FileNotFoundError(f"no {sub} under {source}: run the workflow first (or point --{sub} at them)")
     recorded = {field: machine_fields[field] for field in MACHINE_FIELDS if field in (machine_fields or {})}
     manifest = {"commit": commit, "command": command, "wall_seconds": wall_seconds, "machine": machine, **recorded,
                 "files": files}

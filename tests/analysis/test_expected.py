@@ -123,9 +123,11 @@ def test_publish_copies_only_the_runs_own_base_reports_and_names_the_given_commi
     for model in ("qwen3-tiny", "olmo3-tiny"):  # olmo3-tiny: another config's base in the shared results/
         (results / "models" / model).mkdir(parents=True)
         (results / "models" / model / "base_report.json").write_text("{}")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "fig1.png").write_bytes(b"png")
     dest = tmp_path / "dest"
     assert main(["publish-results", str(dest), "--command", "x", "--results", str(results), "--figures",
-                 str(tmp_path / "none"), "--commit", "HEAD~1"]) == 0
+                 str(tmp_path / "figures"), "--commit", "HEAD~1"]) == 0
     manifest = json.loads((dest / "MANIFEST.json").read_text())
     assert [f for f in manifest["files"] if f.startswith("models/")] == ["models/qwen3-tiny_base_report.json"]
     assert not (dest / "models" / "olmo3-tiny_base_report.json").exists()
@@ -140,3 +142,15 @@ def test_publish_refuses_a_run_without_tables(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no tables under"):
         publish_reference(tmp_path / "results", tmp_path / "figures", tmp_path / "dest", command="x", commit="y")
+
+
+def test_publish_refuses_a_run_without_figures(tmp_path):
+    """A --figures that names no figures (the workflow writes them beside results/, not in it) is an error, not a
+    reference with its figures silently missing."""
+    from scsdpo_verl.analysis.expected import publish_reference
+
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    (tmp_path / "results" / "tables" / "main_table.csv").write_text("model,metric,mean\na,mean@16,0.5\n")
+    with pytest.raises(FileNotFoundError, match="no figures under .*results/figures"):
+        publish_reference(tmp_path / "results", tmp_path / "results" / "figures", tmp_path / "dest", command="x",
+                          commit="y")
