@@ -626,8 +626,8 @@ def fig8_gains_by_difficulty(questions: pd.DataFrame, out_prefix: str | Path | N
     bin_labels = list(DIFFICULTY_BINS)
     width = 0.8 / len(methods)
     split = bool(len(gains)) and bool(gains["split_base"].all())
-    x_label = ("base-model pass rate on the question (1st half of its samples; Δ vs the 2nd)" if split
-               else "base-model pass rate on the question")
+    x_label, y_label = (("base pass rate (1st half of its samples)", f"Δ accuracy ({metric}@k)\nvs the base's 2nd half")
+                        if split else ("base-model pass rate on the question", f"Δ accuracy vs base ({metric}@k)"))
     with figure_style():
         fig, axes = panel_grid(len(models), len(tasks), width=3.8)
         for i, model in enumerate(models):
@@ -646,7 +646,7 @@ def fig8_gains_by_difficulty(questions: pd.DataFrame, out_prefix: str | Path | N
                 ax.set_xticks(np.arange(len(bin_labels)),
                               [f"{label}\nn={n}" for label, n in zip(bin_labels, counts, strict=True)], rotation=20)
                 ax.set_xlabel(x_label)
-                ax.set_ylabel(f"Δ accuracy vs base ({metric}@k)")
+                ax.set_ylabel(y_label)
                 ax.set_title(f"{model} / {task}")
         _method_legend(fig, methods, styles, patches=True, seeds=True)
     return _finish(fig, out_prefix)

@@ -151,6 +151,6 @@ def test_publish_refuses_a_run_without_figures(tmp_path):
 
     (tmp_path / "results" / "tables").mkdir(parents=True)
     (tmp_path / "results" / "tables" / "main_table.csv").write_text("model,metric,mean\na,mean@16,0.5\n")
-    with pytest.raises(FileNotFoundError, match="no figures under .*results/figures"):
+    with pytest.raises(FileNotFoundError, match=r"no figures under .*results/figures"):
         publish_reference(tmp_path / "results", tmp_path / "results" / "figures", tmp_path / "dest", command="x",
                           commit="y")

@@ -409,8 +409,8 @@ def test_fig8_gains_per_difficulty_bin(questions):
     axes = panels(fig)
     assert len(axes) == 2
     # the fixture's base samples carry per-sample accuracies: binned by one half, measured from the other
-    assert axes[0].get_xlabel() == "base-model pass rate on the question (1st half of its samples; Δ vs the 2nd)"
-    assert axes[0].get_ylabel() == "Δ accuracy vs base (mean@k)"
+    assert axes[0].get_xlabel() == "base pass rate (1st half of its samples)"
+    assert axes[0].get_ylabel() == "Δ accuracy (mean@k)\nvs the base's 2nd half"
     assert legend_texts(fig.legends[0]) == ["GRPO", "SDPO", "SC-SDPO", "one seed"]
     bin_of = {"q0": "0", "q1": "(0, .25]", "q2": "(.25, .5]", "q3": "1"}  # base pass rates 0, .125, .5, 1
     assert [t.get_text() for t in axes[0].get_xticklabels()] == [
@@ -472,6 +472,8 @@ def test_fig8_without_per_sample_accuracies_bins_and_subtracts_the_full_mean():
     rows = [_question_row("base", 0, "a", 0.75, None), _question_row("grpo", 0, "a", 1.0)]
     gains = F.gains_by_difficulty(pd.DataFrame(rows))
     assert gains[["bin", "gain", "split_base"]].values.tolist() == [["(.5, .75]", 0.25, False]]
+    ax = panels(F.fig8_gains_by_difficulty(pd.DataFrame(rows)))[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("base-model pass rate on the question", "Δ accuracy vs base (mean@k)")
 
 
 def test_fig8_shows_no_gain_for_a_model_that_did_not_change():
