@@ -4,14 +4,24 @@ Layout used everywhere in the local backend:
     prompt_ids   [B, P]  left-padded (pad, pad, p1, p2, ...), prompt_mask 0 on padding
     response_ids [B, T]  right-padded after the first eos, response_mask 1 on generated tokens (eos included)
 so ``cat(prompt_ids, response_ids)`` is one causal sequence whose response starts at column P for every row.
+
+Two savings in ``sample`` leave every number as it was (bit for bit on the CPUs measured; ``tests/local/
+test_rollout.py`` checks it on each run): a question's n rollouts share one prompt forward, and the decode steps
+pass grouped key/value heads to sdpa as they are (``enable_gqa``) instead of copying the whole cache per layer and
+token. ``bench/step_time.py`` measures what they save.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 
 @dataclass
@@ -38,6 +48,59 @@ def left_pad(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tenso
 def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     """Positions that start at 0 on each row's first real token: ``cumsum(mask) - 1`` clamped at 0."""
     return (mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def unique_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, inverse)``: ``first [U]`` the index of each distinct (ids, mask) row's first occurrence, in order;
+    ``inverse [B]`` the position in ``first`` of each row's twin, so ``prompt_ids[first][inverse] == prompt_ids``."""
+    _, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask.long()], dim=1), dim=0, return_inverse=True)
+    first_of: dict[int, int] = {}
+    for row, group in enumerate(inverse.tolist()):
+        first_of.setdefault(group, row)
+    first = torch.tensor(sorted(first_of.values()), dtype=torch.long)
+    position = {int(inverse[row]): index for index, row in enumerate(first.tolist())}
+    return first, torch.tensor([position[group] for group in inverse.tolist()], dtype=torch.long)
+
+
+GROUPED_KV_SDPA = "scsdpo_sdpa_grouped_kv"
+
+
+def _sdpa_grouped_kv(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa attention, but grouped key/value heads go to the kernel as they are (``enable_gqa``).
+
+    transformers copies them to one per query head first whenever a mask is given on CPU (``repeat_kv``): while
+    decoding, a copy of the whole cache per layer and token. The forward is the same to the bit (the test checks
+    it); the backward is not, so only ``sample`` (no gradient) uses it.
+    """
+    if getattr(module, "num_key_value_groups", 1) == 1:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    is_causal = kwargs.get("is_causal")
+    is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+    is_causal = query.shape[2] > 1 and attention_mask is None and is_causal
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                            dropout_p=kwargs.get("dropout", 0.0), scale=kwargs.get("scaling"),
+                                            is_causal=is_causal, enable_gqa=True)
+    return output.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(GROUPED_KV_SDPA, _sdpa_grouped_kv)
+ALL_MASK_ATTENTION_FUNCTIONS.register(GROUPED_KV_SDPA, sdpa_mask)  # the masks sdpa gets, unchanged
+
+
+@contextmanager
+def grouped_kv_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block, a model that runs transformers' sdpa attention runs ``_sdpa_grouped_kv`` instead."""
+    config = getattr(model, "config", None)
+    previous = getattr(config, "_attn_implementation", None)
+    if previous != "sdpa":  # eager, flash or a test double: left as it is
+        yield
+        return
+    config._attn_implementation = GROUPED_KV_SDPA
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
 
 
 def sample_next_token(logits: torch.Tensor, temperature: float, top_p: float,
@@ -79,14 +142,27 @@ def sample(
     several, e.g. a chat model's end-of-turn and end-of-text).
 
     Each step feeds only the newest token with ``past_key_values``; positions continue from each row's
-    own prompt length so left padding does not shift RoPE.
+    own prompt length so left padding does not shift RoPE. Identical prompt rows (a question's n rollouts) go
+    through the prompt forward once; their cache and last logits are then copied to every twin.
     """
+    with grouped_kv_attention(model):
+        return _sample(model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
+                       pad_token_id=pad_token_id, temperature=temperature, top_p=top_p, generator=generator)
+
+
+def _sample(model, prompt_ids, prompt_mask, *, max_new_tokens, eos_token_id, pad_token_id, temperature, top_p,
+            generator) -> Rollout:
     batch = prompt_ids.shape[0]
     stop_ids = torch.tensor(eos_token_id if isinstance(eos_token_id, list | tuple) else [eos_token_id])
     attention = prompt_mask.long()
     positions = position_ids_from_mask(attention)
-    out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+    first, twin = unique_rows(prompt_ids, attention)
+    out = model(input_ids=prompt_ids[first], attention_mask=attention[first], position_ids=positions[first],
+                use_cache=True)
     cache, next_logits = out.past_key_values, out.logits[:, -1]
+    if len(first) < batch:
+        cache.batch_select_indices(twin)
+        next_logits = next_logits[twin]
     next_position = positions[:, -1:] + 1
 
     tokens, logprobs, alive = [], [], []

@@ -14,6 +14,11 @@ when, and only when, the shipped recipe equals the one this checkout would build
 Anything else builds the base, and the log says which key differs. ``recipe.json`` in a base directory holds
 its recipe, where it was made (``made``: commit, CPU, torch, seconds) and the sha256 of each file, checked
 before a shipped base is used.
+
+A code change that leaves the base as it was (a refactor, a faster sampler) still changes ``sources``, so the
+bases are rebuilt to prove it. When the rebuild is the shipped base bit for bit (every file, the base report
+aside from its build seconds), ``ship_base`` keeps the shipped files and their ``made``, takes the new recipe
+and adds the rebuild to ``rebuilt``: the reference results, which name the commit a base was made at, stay valid.
 """
 
 from __future__ import annotations
@@ -201,9 +206,30 @@ def copy_base(source: str | Path, destination: str | Path) -> None:
             shutil.copyfile(path, destination / path.name)
 
 
+BUILD_TIME_KEY = "seconds"  # the one entry of base_report.json a rebuild may change
+
+
+def same_base(built: str | Path, shipped: str | Path) -> bool:
+    """Whether two base directories hold the same base: the same files, each the same bytes, except
+    ``base_report.json``, which may differ in its build seconds only (``recipe.json`` is not compared)."""
+    built, shipped = Path(built), Path(shipped)
+    mine, theirs = file_digests(built), file_digests(shipped)  # recipe.json aside
+    if set(mine) != set(theirs) or "base_report.json" not in mine:
+        return False
+    if any(mine[name] != theirs[name] for name in mine if name != "base_report.json"):
+        return False
+    reports = [json.loads((directory / "base_report.json").read_text()) for directory in (built, shipped)]
+    for report in reports:
+        report.pop(BUILD_TIME_KEY, None)
+    return reports[0] == reports[1]
+
+
 def ship_base(built: str | Path, shipped_dir: str | Path, model: str) -> Path:
     """Copy a base the workflow built (``results/models/<model>/base``) to ``shipped_dir/<model>``, after
-    checking that it was built by this checkout's warm-start code and that its files are the recorded ones."""
+    checking that it was built by this checkout's warm-start code and that its files are the recorded ones.
+
+    When the shipped base is this one bit for bit (``same_base``), its files and ``made`` stay; its recipe
+    becomes the new one, and ``rebuilt`` lists where and from which code each such rebuild was made."""
     built = Path(built)
     if not (built / RECIPE_FILE).is_file():
         raise FileNotFoundError(f"{built / RECIPE_FILE} not found: only a base built by the workflow's base_model "
@@ -216,6 +242,14 @@ def ship_base(built: str | Path, shipped_dir: str | Path, model: str) -> Path:
     if "-dirty" in str(recipe.get("made", {}).get("commit", "")):
         logger.warning("%s was built from a checkout with uncommitted changes", built)
     target = Path(shipped_dir) / model
+    if (target / RECIPE_FILE).is_file() and same_base(built, target):
+        shipped = json.loads((target / RECIPE_FILE).read_text())
+        rebuild = {**recipe.get("made", {}), "sources": recipe.get("sources")}
+        updated = {**shipped, **{key: recipe[key] for key in ("model", "kind", "settings", "sources")},
+                   "rebuilt": [*shipped.get("rebuilt", []), rebuild]}
+        (target / RECIPE_FILE).write_text(json.dumps(updated, indent=2) + "\n")
+        logger.info("%s is the shipped base %s bit for bit: kept it, recipe updated", built, target)
+        return target
     if target.exists():
         shutil.rmtree(target)
     copy_base(built, target)

@@ -1,4 +1,5 @@
-"""Sampling with a KV cache against an independent full forward, eos handling and top-p."""
+"""Sampling with a KV cache against an independent full forward, eos handling, top-p, and the two savings
+(one prompt forward per distinct prompt, grouped key/value heads) against a plain sampler written here."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import torch.nn.functional as F
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from scsdpo_verl.core import token_logprobs
-from scsdpo_verl.local.rollout import left_pad, response_logits, sample, sample_next_token
+from scsdpo_verl.local.rollout import (
+    _sdpa_grouped_kv,
+    grouped_kv_attention,
+    left_pad,
+    position_ids_from_mask,
+    response_logits,
+    sample,
+    sample_next_token,
+    unique_rows,
+)
 
 EOS, PAD = 2, 0
 
@@ -29,7 +39,8 @@ def test_left_pad():
 def test_cached_sampling_matches_a_full_forward_and_stops_at_eos():
     torch.set_num_threads(1)
     model = small_model()
-    prompts = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
+    # twin prompts (a question's rollouts) share one prompt forward: each must still continue its own prompt
+    prompts = [[3, 4, 5, 6, 7], [8, 9], [3, 4, 5, 6, 7], [10, 11, 12], [8, 9]]
     ids, mask = left_pad(prompts, PAD)
     rollout = sample(model, ids, mask, max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD,
                      generator=torch.Generator().manual_seed(1))
@@ -99,3 +110,84 @@ def test_teacher_forced_logits_are_divided_by_the_temperature():
             logits = model(input_ids=torch.tensor([prompt + response])).logits[0]
             expected = logits[len(prompt) - 1:len(prompt) - 1 + len(response)] / 0.5
             torch.testing.assert_close(got[row], expected, atol=1e-5, rtol=1e-5)
+
+
+def plain_sample(model, ids, mask, *, max_new_tokens, generator):
+    """The sampler without the savings: every row through the prompt forward, transformers' own attention."""
+    positions = position_ids_from_mask(mask)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        tokens, logprobs, finished = [], [], torch.zeros(ids.shape[0], dtype=torch.bool)
+        attention, position = mask.clone(), positions[:, -1:] + 1
+        for _ in range(max_new_tokens):
+            token, logprob = sample_next_token(out.logits[:, -1], 1.0, 1.0, generator)
+            token = torch.where(finished, torch.full_like(token, PAD), token)
+            tokens.append(token)
+            logprobs.append(torch.where(finished, torch.zeros_like(logprob), logprob))
+            finished = finished | (token == EOS)
+            if bool(finished.all()) or len(tokens) == max_new_tokens:
+                break
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            out = model(input_ids=token[:, None], attention_mask=attention, position_ids=position,
+                        past_key_values=out.past_key_values, use_cache=True)
+            position = position + 1
+    return torch.stack(tokens, 1), torch.stack(logprobs, 1)
+
+
+def test_sampling_with_the_savings_draws_what_the_plain_sampler_draws():
+    """Same generator seed, same tokens and log-probs: the savings change the time, not the sample."""
+    torch.set_num_threads(1)
+    model = small_model()
+    prompts = [[3, 4, 5], [3, 4, 5], [6, 7, 8, 9], [6, 7, 8, 9], [3, 4, 5], [10]]
+    ids, mask = left_pad(prompts, PAD)
+    for seed in range(3):
+        rollout = sample(model, ids, mask, max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD,
+                         generator=torch.Generator().manual_seed(seed))
+        tokens, logprobs = plain_sample(model, ids, mask, max_new_tokens=10,
+                                        generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(rollout.response_ids, tokens)
+        torch.testing.assert_close(rollout.logprobs, logprobs, atol=1e-6, rtol=0)
+
+
+def test_twin_prompts_go_through_one_prompt_forward():
+    model = small_model()
+    batch_sizes = []
+    model.register_forward_hook(lambda module, args, kwargs, output: batch_sizes.append(kwargs["input_ids"].shape[0]),
+                                with_kwargs=True)
+    ids, mask = left_pad([[3, 4], [5, 6, 7], [3, 4], [3, 4], [5, 6, 7]], PAD)
+    sample(model, ids, mask, max_new_tokens=3, eos_token_id=[], pad_token_id=PAD,
+           generator=torch.Generator().manual_seed(0))
+    assert batch_sizes == [2, 5, 5]  # the prompt forward on the 2 distinct prompts, then every row decodes
+    first, twin = unique_rows(ids, mask)
+    assert first.tolist() == [0, 1] and twin.tolist() == [0, 1, 0, 0, 1]
+    # same ids but another mask is another prompt (a real token equal to the pad id)
+    ids, mask = torch.tensor([[0, 5], [0, 5]]), torch.tensor([[0, 1], [1, 1]])
+    assert unique_rows(ids, mask)[0].tolist() == [0, 1]
+
+
+def test_grouped_kv_attention_equals_attention_over_repeated_heads():
+    """2 key/value heads for 4 query heads, a padding + causal mask: the prompt forward's shape and a decode
+    step's. Reference: each key/value head copied to its 2 query heads by hand, then plain sdpa."""
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, True
+    for batch, queries, keys in ((3, 6, 6), (3, 1, 9)):
+        query, key, value = (torch.randn(batch, 4, queries, 8), torch.randn(batch, 2, keys, 8),
+                             torch.randn(batch, 2, keys, 8))
+        mask = torch.ones(batch, 1, queries, keys, dtype=torch.bool).tril(keys - queries)
+        mask[0, :, :, :2] = False  # row 0 left-padded
+        got, _ = _sdpa_grouped_kv(module, query, key, value, mask, scaling=0.3)
+        expected = F.scaled_dot_product_attention(query, key.repeat_interleave(2, dim=1),
+                                                  value.repeat_interleave(2, dim=1), attn_mask=mask, scale=0.3)
+        torch.testing.assert_close(got, expected.transpose(1, 2), atol=1e-6, rtol=0)
+
+
+def test_grouped_kv_attention_is_for_sdpa_models_and_only_inside_the_block():
+    model = small_model()
+    assert model.config._attn_implementation == "sdpa"
+    with grouped_kv_attention(model):
+        assert model.config._attn_implementation != "sdpa"
+    assert model.config._attn_implementation == "sdpa"
+    model.config._attn_implementation = "eager"
+    with grouped_kv_attention(model):
+        assert model.config._attn_implementation == "eager"

@@ -173,6 +173,41 @@ def test_only_a_base_built_by_this_code_with_its_recorded_files_is_shipped(tmp_p
     assert not (tmp_path / "bases").exists()
 
 
+def _ship_over(tmp_path, weights: bytes, report: dict) -> dict:
+    """Ship a base made at commit "old" from other code, then a rebuild by this code at commit "new" with
+    ``weights`` and ``report``; the shipped recipe after it."""
+    shipped = tmp_path / "bases" / "qwen3-tiny"
+    _fake_base(shipped)
+    write_recipe(shipped, base_recipe(SPEC, SETTINGS, digest="the old code"), {"commit": "old", "seconds": 12.0})
+    built = tmp_path / "results" / "base"
+    _fake_base(built, weights)
+    (built / "base_report.json").write_text(json.dumps(report))
+    write_recipe(built, base_recipe(SPEC, SETTINGS), {"commit": "new", "seconds": report["seconds"]})
+    assert find_shipped_base(tmp_path / "bases", "qwen3-tiny", base_recipe(SPEC, SETTINGS))[0] is None
+    ship_base(built, tmp_path / "bases", "qwen3-tiny")
+    assert find_shipped_base(tmp_path / "bases", "qwen3-tiny", base_recipe(SPEC, SETTINGS))[0] == shipped
+    return json.loads((shipped / "recipe.json").read_text())
+
+
+def test_a_rebuild_that_is_the_shipped_base_bit_for_bit_keeps_where_it_was_made(tmp_path):
+    recipe = _ship_over(tmp_path, b"weights", {"model": "qwen3-tiny", "seconds": 13.5})  # only the seconds differ
+    assert recipe["made"] == {"commit": "old", "seconds": 12.0}  # the references name this commit
+    assert recipe["sources"] == shipped_bases.sources_digest()
+    assert recipe["rebuilt"] == [{"commit": "new", "seconds": 13.5, "sources": shipped_bases.sources_digest()}]
+    report = json.loads((tmp_path / "bases" / "qwen3-tiny" / "base_report.json").read_text())
+    assert report["seconds"] == 12.0  # the shipped files stay, matching their recorded sha256
+
+
+@pytest.mark.parametrize("weights, report", [
+    (b"other weights", {"model": "qwen3-tiny", "seconds": 12.0}),
+    (b"weights", {"model": "qwen3-tiny", "seconds": 12.0, "pass_rate": 0.5}),
+])
+def test_a_rebuild_that_differs_replaces_the_shipped_base(tmp_path, weights, report):
+    recipe = _ship_over(tmp_path, weights, report)
+    assert recipe["made"]["commit"] == "new" and "rebuilt" not in recipe
+    assert (tmp_path / "bases" / "qwen3-tiny" / "model.safetensors").read_bytes() == weights
+
+
 def _default_config() -> dict:
     from snakemake.utils import validate
 
