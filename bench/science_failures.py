@@ -16,7 +16,7 @@ guessing rate means the letter was found without the computation (e.g. from how 
 alone (``models.option_lookup_example``: a training question's options, the answer names one number and then its
 letter; constant ``--sft-lr``, batch 32) and prints, every 100 steps, how often the letter is the most likely
 token on 200 held-out drills made from validation questions' options (chance: about 0.29 with the 2-option
-questions), then exits.
+questions), then exits (``--save DIR`` keeps the trained model, whose science ``--model DIR`` then diagnoses).
 
 ``--continue-sft task|walk|tag`` first trains the model further on science alone (``--sft-steps`` steps of 32 of
 ``--sft-rows`` training questions, ``models.warm_start``), in the task's worked-solution format, with the
@@ -107,15 +107,21 @@ def main() -> None:
     parser.add_argument("--sft-lr", type=float, default=1e-3)
     parser.add_argument("--lookup-drills-only", type=int, default=0, metavar="STEPS",
                         help="train on option-lookup drills alone for STEPS steps, print the letter accuracy, exit")
+    parser.add_argument("--save", default=None, metavar="DIR",
+                        help="save the model after --lookup-drills-only or --continue-sft (a checkpoint directory)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = models.load_pretrained(args.model)
     if args.lookup_drills_only:
         train_on_lookup_drills(model, tokenizer, steps=args.lookup_drills_only, lr=args.sft_lr, seed=args.seed)
+        if args.save:
+            models.save_checkpoint_dir(model, tokenizer, args.save)
         return
     if args.continue_sft:
         continue_science_sft(model, tokenizer, args.continue_sft, steps=args.sft_steps, rows=args.sft_rows,
                              lr=args.sft_lr, seed=args.seed)
+        if args.save:
+            models.save_checkpoint_dir(model, tokenizer, args.save)
     model.eval()
     rows = list(synthetic.generate("synthetic_science", args.questions, args.seed, split="validation"))
     generator = torch.Generator().manual_seed(args.seed)
