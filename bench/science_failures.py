@@ -17,6 +17,9 @@ alone (``models.option_lookup_example``: a training question's options, the answ
 letter; constant ``--sft-lr``, batch 32) and prints, every 100 steps, how often the letter is the most likely
 token on 200 held-out drills made from validation questions' options (chance: about 0.29 with the 2-option
 questions), then exits (``--save DIR`` keeps the trained model, whose science ``--model DIR`` then diagnoses).
+``--mix-steps N`` follows the drills with N steps in which a ``--mix-drill-fraction`` of each batch are drills and
+the rest the warm start's examples of both tasks (training split, half in the self-teacher's format): drills alone
+make the model answer everything in the drills' format.
 
 ``--continue-sft task|walk|tag`` first trains the model further on science alone (``--sft-steps`` steps of 32 of
 ``--sft-rows`` training questions, ``models.warm_start``), in the task's worked-solution format, with the
@@ -93,6 +96,32 @@ def train_on_lookup_drills(model, tokenizer, *, steps: int, lr: float, seed: int
             print(f"step {step}: loss {loss.item():.3f}, held-out letter accuracy {accuracy:.3f}", flush=True)
 
 
+def train_on_mix(model, tokenizer, *, steps: int, lr: float, drill_fraction: float, seed: int) -> None:
+    """Batches of 32: each example a lookup drill with probability ``drill_fraction``, else one of the warm start's
+    examples (2500 training rows per task, half rendered as the self-teacher sees them); a fresh AdamW at constant
+    ``lr``. Prints the held-out drills' letter accuracy every 100 steps."""
+    rows = load_rows("synthetic_science", 2500, 0, "train") + load_rows("synthetic_tooluse", 2500, 0, "train")
+    rng = random.Random(seed)
+    examples = [models.sft_example(tokenizer, row, as_teacher=rng.random() < 0.5) for row in rows]
+    sets = models.option_sets(load_rows("synthetic_science", 5000, 0, "train"))
+    held_out_rng = random.Random(seed + 1)
+    held_out_sets = models.option_sets(load_rows("synthetic_science", 200, 0, "validation"))
+    held_out = [models.option_lookup_example(tokenizer, held_out_rng, held_out_sets) for _ in range(200)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model.train()
+    for step in range(1, steps + 1):
+        batch = [models.option_lookup_example(tokenizer, rng, sets) if rng.random() < drill_fraction
+                 else rng.choice(examples) for _ in range(32)]
+        loss = models._answer_loss(model, tokenizer, batch, bf16=False)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == steps:
+            accuracy = drill_letter_accuracy(model, tokenizer, held_out)
+            print(f"mix step {step}: loss {loss.item():.3f}, held-out letter accuracy {accuracy:.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a saved checkpoint directory (a base or a trained run)")
@@ -107,6 +136,9 @@ def main() -> None:
     parser.add_argument("--sft-lr", type=float, default=1e-3)
     parser.add_argument("--lookup-drills-only", type=int, default=0, metavar="STEPS",
                         help="train on option-lookup drills alone for STEPS steps, print the letter accuracy, exit")
+    parser.add_argument("--mix-steps", type=int, default=0,
+                        help="after --lookup-drills-only: this many steps of drills mixed with task examples")
+    parser.add_argument("--mix-drill-fraction", type=float, default=0.25)
     parser.add_argument("--save", default=None, metavar="DIR",
                         help="save the model after --lookup-drills-only or --continue-sft (a checkpoint directory)")
     args = parser.parse_args()
@@ -114,6 +146,9 @@ def main() -> None:
     model, tokenizer = models.load_pretrained(args.model)
     if args.lookup_drills_only:
         train_on_lookup_drills(model, tokenizer, steps=args.lookup_drills_only, lr=args.sft_lr, seed=args.seed)
+        if args.mix_steps:
+            train_on_mix(model, tokenizer, steps=args.mix_steps, lr=args.sft_lr,
+                         drill_fraction=args.mix_drill_fraction, seed=args.seed)
         if args.save:
             models.save_checkpoint_dir(model, tokenizer, args.save)
         return
