@@ -5,10 +5,10 @@ Layout used everywhere in the local backend:
     response_ids [B, T]  right-padded after the first eos, response_mask 1 on generated tokens (eos included)
 so ``cat(prompt_ids, response_ids)`` is one causal sequence whose response starts at column P for every row.
 
-Two savings in ``sample`` leave every number as it was (bit for bit on the CPUs measured; ``tests/local/
-test_rollout.py`` checks it on each run): a question's n rollouts share one prompt forward, and the decode steps
-pass grouped key/value heads to sdpa as they are (``enable_gqa``) instead of copying the whole cache per layer and
-token. ``bench/step_time.py`` measures what they save.
+Two savings in ``sample`` leave the samples as they were: a question's n rollouts share one prompt forward, and the
+decode steps pass grouped key/value heads to sdpa as they are (``enable_gqa``) instead of copying the whole cache per
+layer and token. On the EPYC they changed no bit (README, Benchmarks); ``tests/local/test_rollout.py`` compares them
+with a plain sampler (same tokens, log-probs within 1e-6). ``bench/step_time.py`` measures what they save.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def _sdpa_grouped_kv(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     """transformers' sdpa attention, but grouped key/value heads go to the kernel as they are (``enable_gqa``).
 
     transformers copies them to one per query head first whenever a mask is given on CPU (``repeat_kv``): while
-    decoding, a copy of the whole cache per layer and token. The forward is the same to the bit (the test checks
-    it); the backward is not, so only ``sample`` (no gradient) uses it.
+    decoding, a copy of the whole cache per layer and token. The forward gave the same bits on the EPYC; the
+    backward did not (key/value gradients differed by ~1e-7), so only ``sample`` (no gradient) uses it.
     """
     if getattr(module, "num_key_value_groups", 1) == 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
