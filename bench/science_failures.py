@@ -74,26 +74,37 @@ def drill_letter_accuracy(model, tokenizer, drills) -> float:
     return hits / len(drills)
 
 
-def train_on_lookup_drills(model, tokenizer, *, steps: int, lr: float, seed: int) -> None:
-    """Lookup drills only, printing the held-out letter accuracy every 100 steps (see the module docstring)."""
-    sets = models.option_sets(load_rows("synthetic_science", 5000, 0, "train"))
-    held_out_rng = random.Random(seed + 1)
-    held_out_sets = models.option_sets(load_rows("synthetic_science", 200, 0, "validation"))
-    held_out = [models.option_lookup_example(tokenizer, held_out_rng, held_out_sets) for _ in range(200)]
+def held_out_drills(tokenizer, seed: int) -> list[tuple[list[int], list[int]]]:
+    """200 lookup drills made from validation questions' options (never trained on)."""
+    rng = random.Random(seed + 1)
+    sets = models.option_sets(load_rows("synthetic_science", 200, 0, "validation"))
+    return [models.option_lookup_example(tokenizer, rng, sets) for _ in range(200)]
+
+
+def train_steps(model, tokenizer, next_batch, *, steps: int, lr: float, held_out, label: str) -> None:
+    """``steps`` AdamW steps (constant ``lr``, clipped at 1) on ``next_batch()``, printing the held-out drills'
+    letter accuracy every 100 steps and after the last."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    rng = random.Random(seed)
     model.train()
-    print(f"step 0: held-out letter accuracy {drill_letter_accuracy(model, tokenizer, held_out):.3f}")
     for step in range(1, steps + 1):
-        batch = [models.option_lookup_example(tokenizer, rng, sets) for _ in range(32)]
-        loss = models._answer_loss(model, tokenizer, batch, bf16=False)
+        loss = models._answer_loss(model, tokenizer, next_batch(), bf16=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == steps:
             accuracy = drill_letter_accuracy(model, tokenizer, held_out)
-            print(f"step {step}: loss {loss.item():.3f}, held-out letter accuracy {accuracy:.3f}", flush=True)
+            print(f"{label} {step}: loss {loss.item():.3f}, held-out letter accuracy {accuracy:.3f}", flush=True)
+
+
+def train_on_lookup_drills(model, tokenizer, *, steps: int, lr: float, seed: int) -> None:
+    """Lookup drills only, printing the held-out letter accuracy every 100 steps (see the module docstring)."""
+    sets = models.option_sets(load_rows("synthetic_science", 5000, 0, "train"))
+    held_out = held_out_drills(tokenizer, seed)
+    rng = random.Random(seed)
+    print(f"step 0: held-out letter accuracy {drill_letter_accuracy(model, tokenizer, held_out):.3f}")
+    train_steps(model, tokenizer, lambda: [models.option_lookup_example(tokenizer, rng, sets) for _ in range(32)],
+                steps=steps, lr=lr, held_out=held_out, label="step")
 
 
 def train_on_mix(model, tokenizer, *, steps: int, lr: float, drill_fraction: float, seed: int) -> None:
@@ -104,22 +115,10 @@ def train_on_mix(model, tokenizer, *, steps: int, lr: float, drill_fraction: flo
     rng = random.Random(seed)
     examples = [models.sft_example(tokenizer, row, as_teacher=rng.random() < 0.5) for row in rows]
     sets = models.option_sets(load_rows("synthetic_science", 5000, 0, "train"))
-    held_out_rng = random.Random(seed + 1)
-    held_out_sets = models.option_sets(load_rows("synthetic_science", 200, 0, "validation"))
-    held_out = [models.option_lookup_example(tokenizer, held_out_rng, held_out_sets) for _ in range(200)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    model.train()
-    for step in range(1, steps + 1):
-        batch = [models.option_lookup_example(tokenizer, rng, sets) if rng.random() < drill_fraction
-                 else rng.choice(examples) for _ in range(32)]
-        loss = models._answer_loss(model, tokenizer, batch, bf16=False)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 100 == 0 or step == steps:
-            accuracy = drill_letter_accuracy(model, tokenizer, held_out)
-            print(f"mix step {step}: loss {loss.item():.3f}, held-out letter accuracy {accuracy:.3f}", flush=True)
+    train_steps(model, tokenizer,
+                lambda: [models.option_lookup_example(tokenizer, rng, sets) if rng.random() < drill_fraction
+                         else rng.choice(examples) for _ in range(32)],
+                steps=steps, lr=lr, held_out=held_out_drills(tokenizer, seed), label="mix step")
 
 
 def main() -> None:
